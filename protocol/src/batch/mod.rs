@@ -1,0 +1,51 @@
+//! The record batch: one layout on the wire and on disk.
+//!
+//! ```text
+//! [ fixed header: HEADER_LEN bytes, little-endian ][ payload: payload_length bytes ]
+//! ```
+//! The payload is an rkyv archive (unaligned format) of the records,
+//! zstd-compressed as a whole when the header's codec says so. The broker
+//! only ever touches the header: it validates lengths and CRC, then stamps the
+//! base offset. Consumers read records in place through [`BatchView`].
+
+pub mod header;
+
+pub use header::{
+    compute_crc, stamp_base_offset, stamp_leader_epoch, BatchHeader, Compression,
+    RecordBatchHeaderField, HEADER_LEN,
+};
+
+/// What can be wrong with bytes that claim to be a batch.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchError {
+    #[error("batch truncated: needed {needed} bytes, {available} available")]
+    Truncated { needed: usize, available: usize },
+    #[error("bad batch magic {0:#010x}")]
+    BadMagic(u32),
+    #[error("unsupported batch format version {0}")]
+    UnsupportedVersion(u8),
+    #[error("unknown compression codec {0}")]
+    UnknownCodec(u8),
+    #[error("batch header field {field:?} has invalid value {value}")]
+    BadLength {
+        field: RecordBatchHeaderField,
+        value: u64,
+    },
+    #[error("batch CRC mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
+    CrcMismatch { expected: u32, actual: u32 },
+    #[error("batch payload is not a valid record archive: {0}")]
+    BadArchive(String),
+    #[error("batch payload failed to decompress: {0}")]
+    Decompress(String),
+    #[error("batch is too large: {size} bytes, limit {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("batch holds no records")]
+    Empty,
+}
+
+pub mod builder;
+pub mod view;
+
+pub use builder::BatchBuilder;
+pub use view::BatchView;

@@ -1,0 +1,20 @@
+//! Rill's shared formats: a pure codec, no I/O, no async runtime.
+//!
+//! Broker and client both depend on this crate and on nothing of each other,
+//! so one definition of every byte that crosses a socket or lands on disk
+//! lives here.
+//!
+//! # Layout
+//! - [`batch`]: the record batch — one layout on the wire and on disk. A
+//!   fixed little-endian header the broker reads and patches in place, then
+//!   an rkyv archive of the records (optionally zstd-compressed).
+//! - [`wire`]: frames, API keys, requests and responses, error codes.
+//! - [`limits`]: named limits every decoder checks before it allocates.
+
+pub mod batch;
+pub mod wire;
+pub mod limits;
+
+pub use batch::{
+    BatchBuilder, BatchError, BatchHeader, BatchView, Compression, RecordBatchHeaderField,
+};

@@ -1,0 +1,2 @@
+//! The request/response wire protocol: frames, API keys and versions,
+//! request and response bodies, stable error codes.

@@ -1,0 +1,174 @@
+//! I/O backends: how segment bytes reach the file and the disk.
+//!
+//! Every backend is driven by one I/O thread that owns it and is fed over a
+//! crossbeam channel. The thread drains whatever has queued up, runs the
+//! writes of that drain together (one io_uring submission, or a run of
+//! `pwrite`s), replies to them, then runs **one** `fdatasync` per file for
+//! every sync request in the drain. While a sync is in flight new requests
+//! queue up and are covered by the next one: that is group commit, and it
+//! needs no timer.
+//!
+//! Reads and metadata calls (`len`, `set_len`, `read_at`) are synchronous
+//! `pread`/`ftruncate` calls on the caller's thread: they hit the page cache
+//! and must never queue behind a slow fsync.
+//!
+//! # Contract of a [`LogFile`]
+//! - `write_at` completes once its bytes are readable through `read_at`.
+//!   Completions of one file arrive in submission order.
+//! - `sync_data` completes once every write that completed before it was
+//!   called is durable. A failed sync must not be retried by the caller:
+//!   what reached the disk is unknown.
+
+mod std_backend;
+mod thread;
+mod uring;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+pub use thread::ThreadBackend;
+
+/// Which backend to use, as chosen in config (`io_backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoBackendChoice {
+    /// io_uring where the kernel allows it, else std with a log line.
+    #[default]
+    Auto,
+    Uring,
+    Std,
+}
+
+impl std::str::FromStr for IoBackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "uring" | "io_uring" => Ok(Self::Uring),
+            "std" => Ok(Self::Std),
+            other => Err(format!(
+                "unknown io_backend {other:?}: expected auto, uring or std"
+            )),
+        }
+    }
+}
+
+/// The backend actually running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Uring,
+    Std,
+    /// Test backend that simulates crashes (see `CrashBackend`).
+    Crash,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Uring => "uring",
+            BackendKind::Std => "std",
+            BackendKind::Crash => "crash",
+        }
+    }
+}
+
+/// Opens files for the log. One backend serves many partitions.
+pub trait IoBackend: Send + Sync + fmt::Debug + 'static {
+    fn kind(&self) -> BackendKind;
+    /// Opens `path` for reading and writing, creating it when missing.
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn LogFile>>;
+    /// Deletes a file (retention, truncation of whole segments).
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (created, removed files) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// One open file. See the module docs for the ordering contract.
+pub trait LogFile: Send + Sync + fmt::Debug {
+    fn path(&self) -> &Path;
+    fn len(&self) -> io::Result<u64>;
+    /// Queues a write of `data` at `pos`.
+    fn write_at(&self, pos: u64, data: Bytes) -> Completion;
+    /// Queues an fdatasync covering every write completed before this call.
+    fn sync_data(&self) -> Completion;
+    /// Reads exactly `buf.len()` bytes at `pos` (page cache read).
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Truncates or extends the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// Opens the backend the config asks for. With `Auto`, a refused io_uring
+/// setup (old kernel, seccomp in a container, locked-memory limit) falls back
+/// to std with a warning that says why.
+pub fn open_backend(choice: IoBackendChoice) -> io::Result<Arc<dyn IoBackend>> {
+    match choice {
+        IoBackendChoice::Std => Ok(Arc::new(ThreadBackend::std()?)),
+        IoBackendChoice::Uring => Ok(Arc::new(ThreadBackend::uring()?)),
+        IoBackendChoice::Auto => match ThreadBackend::uring() {
+            Ok(b) => {
+                tracing::info!(backend = "uring", "storage I/O backend selected");
+                Ok(Arc::new(b))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, backend = "std", "io_uring unavailable; falling back to std file I/O");
+                Ok(Arc::new(ThreadBackend::std()?))
+            }
+        },
+    }
+}
+
+/// Resolves when a queued write or sync has finished.
+#[must_use = "a completion does nothing unless awaited or waited on"]
+pub struct Completion(CompletionInner);
+
+enum CompletionInner {
+    Pending(oneshot::Receiver<io::Result<()>>),
+    Ready(Option<io::Result<()>>),
+}
+
+/// The sending half handed to the I/O thread.
+pub(crate) type Reply = oneshot::Sender<io::Result<()>>;
+
+impl Completion {
+    pub(crate) fn channel() -> (Reply, Completion) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Completion(CompletionInner::Pending(rx)))
+    }
+
+    pub fn ready(result: io::Result<()>) -> Self {
+        Completion(CompletionInner::Ready(Some(result)))
+    }
+
+    /// Blocks the calling thread until done. For start-up, recovery and
+    /// tests; async code awaits instead.
+    pub fn wait(self) -> io::Result<()> {
+        pollster::block_on(self)
+    }
+}
+
+fn io_thread_gone() -> io::Error {
+    io::Error::other("storage I/O thread has stopped")
+}
+
+impl Future for Completion {
+    type Output = io::Result<()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            CompletionInner::Pending(rx) => match Pin::new(rx).poll(cx) {
+                Poll::Ready(Ok(r)) => Poll::Ready(r),
+                Poll::Ready(Err(_)) => Poll::Ready(Err(io_thread_gone())),
+                Poll::Pending => Poll::Pending,
+            },
+            CompletionInner::Ready(r) => {
+                Poll::Ready(r.take().unwrap_or_else(|| Err(io::Error::other("completion polled after it finished"))))
+            }
+        }
+    }
+}
