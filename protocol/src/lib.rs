@@ -12,9 +12,10 @@
 //! - [`limits`]: named limits every decoder checks before it allocates.
 
 pub mod batch;
-pub mod wire;
 pub mod limits;
+pub mod wire;
 
 pub use batch::{
-    BatchBuilder, BatchError, BatchHeader, BatchView, Compression, RecordBatchHeaderField,
+    ArchivedRecord, BatchBuilder, BatchError, BatchHeader, BatchIter, BatchView, Compression,
+    Record, RecordBatchHeaderField, RecordHeader, RecordRef, Records,
 };

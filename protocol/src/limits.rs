@@ -14,3 +14,23 @@ pub const BATCH_RECORDS_MAX: u32 = 1 << 24;
 pub const BATCH_DECOMPRESSED_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 const _: () = assert!(BATCH_DECOMPRESSED_BYTES_MAX >= BATCH_BYTES_MAX);
+
+/// Default largest frame (the bytes after the 4-byte length prefix) a peer
+/// accepts. Config may lower or raise it; decoders take the effective value
+/// as a parameter. It must hold one maximal batch plus the request around it.
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 100 * 1024 * 1024;
+
+const _: () = assert!(FRAME_BYTES_MAX_DEFAULT > BATCH_BYTES_MAX);
+
+/// Largest item count any wire array may claim. Far above any real request
+/// (a million topics, or a million partitions of one topic), yet it bounds
+/// the allocation a hostile count can cause together with the check against
+/// the bytes actually present.
+pub const WIRE_ARRAY_ITEMS_MAX: usize = 1 << 20;
+
+/// Largest `string` on the wire: its length prefix is a `u16`.
+pub const WIRE_STRING_BYTES_MAX: usize = u16::MAX as usize;
+
+/// Largest non-null `nullable string` on the wire: its length prefix is an
+/// `i16`, with -1 meaning null.
+pub const WIRE_NULLABLE_STRING_BYTES_MAX: usize = i16::MAX as usize;

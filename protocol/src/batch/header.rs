@@ -64,6 +64,8 @@ pub enum RecordBatchHeaderField {
     PayloadLength,
     RecordCount,
     LastOffsetDelta,
+    /// `base_offset + record_count` would not fit in a u64.
+    BaseOffset,
 }
 
 /// The decoded fixed header of one batch. Cheap to produce: a handful of
@@ -156,7 +158,7 @@ impl BatchHeader {
             });
         }
         let total = self.batch_length as usize;
-        if total > BATCH_BYTES_MAX || total < HEADER_LEN {
+        if !(HEADER_LEN..=BATCH_BYTES_MAX).contains(&total) {
             return Err(BatchError::BadLength {
                 field: F::BatchLength,
                 value: u64::from(self.batch_length),
@@ -179,6 +181,18 @@ impl BatchHeader {
             return Err(BatchError::BadLength {
                 field: F::LastOffsetDelta,
                 value: u64::from(self.last_offset_delta),
+            });
+        }
+        // Bytes from outside may carry any base offset; rejecting one whose
+        // last offset would overflow lets `next_offset` use plain addition.
+        if self
+            .base_offset
+            .checked_add(u64::from(self.record_count))
+            .is_none()
+        {
+            return Err(BatchError::BadLength {
+                field: F::BaseOffset,
+                value: self.base_offset,
             });
         }
         Ok(())
@@ -215,5 +229,6 @@ pub fn stamp_base_offset(batch: &mut [u8], base_offset: u64) {
 /// # Panics
 /// As [`stamp_base_offset`].
 pub fn stamp_leader_epoch(batch: &mut [u8], leader_epoch: u32) {
-    batch[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_le_bytes());
+    batch[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4]
+        .copy_from_slice(&leader_epoch.to_le_bytes());
 }

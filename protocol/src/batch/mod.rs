@@ -7,6 +7,12 @@
 //! zstd-compressed as a whole when the header's codec says so. The broker
 //! only ever touches the header: it validates lengths and CRC, then stamps the
 //! base offset. Consumers read records in place through [`BatchView`].
+//!
+//! - [`header`]: the fixed header's layout, parse and in-place stamps.
+//! - [`builder`]: [`BatchBuilder`], the producer side.
+//! - [`records`]: the rkyv record type and the in-place record reader.
+//! - [`view`]: [`BatchView`] (one batch: CRC, records) and [`BatchIter`]
+//!   (batches back to back in a fetch response or segment read).
 
 pub mod header;
 
@@ -42,10 +48,23 @@ pub enum BatchError {
     TooLarge { size: usize, limit: usize },
     #[error("batch holds no records")]
     Empty,
+    #[error("batch payload decompresses to more than {limit} bytes")]
+    DecompressedTooLarge { limit: usize },
+    #[error("batch header claims {header} records, payload archive holds {archive}")]
+    RecordCountMismatch { header: u32, archive: usize },
+    #[error("record {index} has offset delta {offset_delta}; offsets in a batch must be dense")]
+    NonDenseOffsets { index: usize, offset_delta: u32 },
+    #[error("records could not be serialized: {0}")]
+    Encode(String),
 }
 
 pub mod builder;
+pub mod records;
 pub mod view;
 
-pub use builder::BatchBuilder;
-pub use view::BatchView;
+pub use builder::{BatchBuilder, ZSTD_LEVEL};
+pub use records::{
+    ArchivedRecord, ArchivedRecordHeader, ArchivedRecords, Record, RecordHeader, RecordIter,
+    RecordRef, Records,
+};
+pub use view::{BatchIter, BatchView};

@@ -1,2 +1,180 @@
 //! The request/response wire protocol: frames, API keys and versions,
 //! request and response bodies, stable error codes.
+//!
+//! This module owns every byte Rill's broker and client exchange over TCP,
+//! so that both sides share one definition. It is a pure codec: no I/O, no
+//! async. Record batches are opaque here: a Produce or Fetch carries each
+//! partition's records as one blob of whole batches back to back (see
+//! [`crate::batch`] for their layout).
+//!
+//! # Framing
+//!
+//! All integers are little-endian. Every message on a connection is a frame:
+//!
+//! ```text
+//! frame    = u32 length | body[length]        length counts the bytes after itself
+//! request  = u16 api_key | u16 api_version | u32 correlation_id | string client_id | request body
+//! response = u32 correlation_id | response body
+//! ```
+//!
+//! A reader checks `length` against its configured frame limit
+//! ([`crate::limits::FRAME_BYTES_MAX_DEFAULT`] by default) before it
+//! allocates anything ([`decode_frame_length`]). A body must be consumed
+//! exactly: bytes left over are [`WireError::TrailingBytes`].
+//!
+//! Many requests may be in flight on one connection. The broker answers
+//! them in the order it received them; the correlation id lets the client
+//! check that each response is the one it expects. A Produce with
+//! [`Acks::None`] gets no response at all (as in Kafka), so it takes no
+//! place in that order.
+//!
+//! If a request cannot be decoded the broker cannot know the shape of its
+//! response: for an ApiVersions request at an unsupported version it still
+//! answers with [`ErrorCode::UnsupportedVersion`] in an ApiVersions v0
+//! response (so clients can discover versions); for anything else it logs
+//! and closes the connection. Clients call ApiVersions first.
+//!
+//! # Primitive types
+//!
+//! ```text
+//! u8 / u16 / u32 / u64, i16 / i32 / i64   fixed size, little-endian
+//! bool             u8: 0 = false, 1 = true, anything else is invalid
+//! error            i16 ErrorCode (unknown numbers decode as ErrorCode::Unknown)
+//! string           u16 length | UTF-8 bytes[length]
+//! nullable string  i16 length | UTF-8 bytes[length]; length -1 = null, other negatives invalid
+//! bytes            u32 length | bytes[length]
+//! [T]              u32 count | T * count
+//! nullable [T]     u32 count | T * count; count 0xFFFF_FFFF = null
+//! ```
+//!
+//! An array count is checked before allocating, against
+//! [`crate::limits::WIRE_ARRAY_ITEMS_MAX`] and against how many items of the
+//! element's smallest encoding the remaining bytes could hold.
+//!
+//! # API keys and versions
+//!
+//! See [`ApiKey`] for the numbers and [`SUPPORTED_APIS`] for the version
+//! ranges (all APIs are at version 0 for now). Keys 10..=17 are reserved
+//! for consumer groups; requests using them fail with
+//! [`WireError::UnsupportedVersion`] until their bodies are defined.
+//!
+//! # Bodies (version 0)
+//!
+//! ```text
+//! ApiVersions (0)
+//!   request  = (empty)
+//!   response = error | [ApiVersion]
+//!     ApiVersion = u16 api_key | u16 min_version | u16 max_version
+//!
+//! Metadata (1)
+//!   request  = nullable [string] topics                     null = all topics
+//!   response = [Broker] brokers | [Topic] topics
+//!     Broker    = i32 node_id | string host | u16 port
+//!     Topic     = error | string name | [Partition] partitions
+//!     Partition = error | u32 partition | i32 leader (-1 = none)
+//!                 | u64 log_start_offset | u64 log_end_offset
+//!
+//! CreateTopics (2)
+//!   request  = [Topic] topics | bool validate_only
+//!     Topic  = string name | u32 partitions | [Config] configs
+//!     Config = string key | string value                     Kafka names, e.g. "retention.ms"
+//!   response = [Result] topics
+//!     Result = string name | error | nullable string error_message
+//!
+//! DeleteTopics (3)
+//!   request  = [string] names
+//!   response = [Result] results                             one per name
+//!     Result = string name | error
+//!
+//! ListOffsets (4)
+//!   request  = [Topic] topics
+//!     Topic     = string name | [Partition] partitions
+//!     Partition = u32 partition | i64 timestamp              -2 = earliest, -1 = latest
+//!   response = [Topic] topics
+//!     Topic     = string name | [Partition] partitions
+//!     Partition = u32 partition | error | i64 timestamp (-1 = none) | u64 offset
+//!
+//! Produce (5)
+//!   request  = i16 acks (0 = none, 1 = leader, -1 = all) | u32 timeout_ms | [Topic] topics
+//!     Topic     = string name | [Partition] partitions
+//!     Partition = u32 partition | bytes records              whole batches back to back
+//!   response = [Topic] topics                                not sent when acks = 0
+//!     Topic     = string name | [Partition] partitions
+//!     Partition = u32 partition | error | u64 base_offset | i64 log_append_time (-1 = none)
+//!                 | u64 log_start_offset | nullable string error_message
+//!
+//! Fetch (6)
+//!   request  = u32 max_wait_ms | u32 min_bytes | u32 max_bytes | [Topic] topics
+//!     Topic     = string name | [Partition] partitions
+//!     Partition = u32 partition | u64 fetch_offset | u32 partition_max_bytes
+//!   response = error | [Topic] topics
+//!     Topic     = string name | [Partition] partitions
+//!     Partition = u32 partition | error | u64 high_watermark (= log end offset)
+//!                 | u64 log_start_offset | bytes records     whole batches back to back
+//! ```
+//!
+//! # Zero copy
+//!
+//! Request bodies decode from a `BytesMut`: each Produce partition's records
+//! are split off the frame as their own unique `BytesMut`, so the broker can
+//! stamp base offsets in place. Response bodies decode from `Bytes`: Fetch
+//! records are slices of the received frame. The broker writes a Fetch
+//! response without copying records via [`encode_response_frame_vectored`].
+//!
+//! # Layout
+//! - `codec`: primitive encoders/decoders and the sinks (buffer, byte
+//!   counter, vectored chunks) every layout is written through.
+//! - [`frame`]: length prefix, headers, [`Request`] / [`Response`].
+//! - [`api`]: [`ApiKey`] and [`SUPPORTED_APIS`]; [`error_code`]:
+//!   [`ErrorCode`]; [`error`]: [`WireError`].
+//! - one module per API with its request and response bodies.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+pub(crate) mod codec;
+
+pub mod api;
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod error;
+pub mod error_code;
+pub mod fetch;
+pub mod frame;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+pub use api::{ApiKey, ApiVersionRange, SUPPORTED_APIS};
+pub use api_versions::{ApiVersionsRequest, ApiVersionsResponse};
+pub use create_topics::{
+    topic_config, CreatableTopic, CreatableTopicResult, CreateTopicsRequest, CreateTopicsResponse,
+};
+pub use delete_topics::{DeletableTopicResult, DeleteTopicsRequest, DeleteTopicsResponse};
+pub use error::WireError;
+pub use error_code::ErrorCode;
+pub use fetch::{
+    FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopic,
+    FetchTopicResponse,
+};
+pub use frame::{
+    decode_frame_length, encode_request_frame, encode_response_frame,
+    encode_response_frame_vectored, Request, RequestHeader, Response, ResponseHeader,
+    FRAME_LENGTH_PREFIX_BYTES,
+};
+pub use list_offsets::{
+    ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ListOffsetsTopic, ListOffsetsTopicResponse, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, NO_TIMESTAMP,
+};
+pub use metadata::{
+    MetadataBroker, MetadataPartition, MetadataRequest, MetadataResponse, MetadataTopic,
+};
+pub use produce::{
+    Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+    ProduceTopic, ProduceTopicResponse, NO_LOG_APPEND_TIME,
+};

@@ -1,0 +1,327 @@
+//! Frames: the length prefix, the request and response headers, and the
+//! [`Request`] / [`Response`] enums that dispatch on the API key.
+//!
+//! Reading a request on the broker:
+//! 1. read 4 bytes, [`decode_frame_length`] against the configured limit;
+//! 2. read that many bytes into a `BytesMut`;
+//! 3. [`RequestHeader::decode`], then [`Request::decode`] (checks the
+//!    version and that the body has no trailing bytes).
+//!
+//! The client does the same with [`ResponseHeader::decode`] and
+//! [`Response::decode`] on a `Bytes`, passing the key and version it sent.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::codec::{
+    encoded_len, get_string, get_u16, get_u32, Chunks, Counter, Encode, Encoder, Sink, U32_LEN,
+};
+use super::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    WireError,
+};
+
+/// Size of the `u32` length prefix before every frame.
+pub const FRAME_LENGTH_PREFIX_BYTES: usize = U32_LEN;
+
+/// Largest frame length the `u32` prefix can express.
+const FRAME_LENGTH_ENCODABLE_MAX: usize = u32::MAX as usize;
+
+/// Reads a frame's length prefix (the bytes that follow it) and rejects it
+/// if over `max`, before the caller allocates anything for the frame.
+pub fn decode_frame_length(
+    prefix: [u8; FRAME_LENGTH_PREFIX_BYTES],
+    max: usize,
+) -> Result<usize, WireError> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len > max {
+        return Err(WireError::FrameTooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// The start of every request frame's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHeader {
+    pub api_key: ApiKey,
+    pub api_version: u16,
+    /// Chosen by the client, echoed in the response.
+    pub correlation_id: u32,
+    /// Free-form client name, for broker logs.
+    pub client_id: String,
+}
+
+impl Encode for RequestHeader {
+    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        e.u16(self.api_key.code());
+        e.u16(self.api_version);
+        e.u32(self.correlation_id);
+        e.string("client id", &self.client_id);
+    }
+}
+
+impl RequestHeader {
+    /// Decodes the header from the front of a request frame. Fails with
+    /// [`WireError::UnknownApiKey`] for keys this build does not know; the
+    /// version is checked by [`Request::decode`].
+    pub fn decode(buf: &mut BytesMut) -> Result<Self, WireError> {
+        Ok(RequestHeader {
+            api_key: ApiKey::from_u16(get_u16(buf)?)?,
+            api_version: get_u16(buf)?,
+            correlation_id: get_u32(buf)?,
+            client_id: get_string(buf)?,
+        })
+    }
+}
+
+/// The start of every response frame's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHeader {
+    pub correlation_id: u32,
+}
+
+impl Encode for ResponseHeader {
+    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        e.u32(self.correlation_id);
+    }
+}
+
+impl ResponseHeader {
+    pub fn decode<B: Buf>(buf: &mut B) -> Result<Self, WireError> {
+        Ok(ResponseHeader {
+            correlation_id: get_u32(buf)?,
+        })
+    }
+}
+
+/// A decoded request body of any implemented API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    ApiVersions(ApiVersionsRequest),
+    Metadata(MetadataRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+    ListOffsets(ListOffsetsRequest),
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+}
+
+/// A decoded response body of any implemented API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    ApiVersions(ApiVersionsResponse),
+    Metadata(MetadataResponse),
+    CreateTopics(CreateTopicsResponse),
+    DeleteTopics(DeleteTopicsResponse),
+    ListOffsets(ListOffsetsResponse),
+    Produce(ProduceResponse),
+    Fetch(FetchResponse),
+}
+
+/// Fails with [`WireError::TrailingBytes`] unless the body was consumed.
+fn expect_end<B: Buf>(body: &B) -> Result<(), WireError> {
+    match body.remaining() {
+        0 => Ok(()),
+        left => Err(WireError::TrailingBytes(left)),
+    }
+}
+
+impl Request {
+    pub fn api_key(&self) -> ApiKey {
+        match self {
+            Request::ApiVersions(_) => ApiKey::ApiVersions,
+            Request::Metadata(_) => ApiKey::Metadata,
+            Request::CreateTopics(_) => ApiKey::CreateTopics,
+            Request::DeleteTopics(_) => ApiKey::DeleteTopics,
+            Request::ListOffsets(_) => ApiKey::ListOffsets,
+            Request::Produce(_) => ApiKey::Produce,
+            Request::Fetch(_) => ApiKey::Fetch,
+        }
+    }
+
+    /// Decodes the body that follows `header` in a request frame. Checks
+    /// that the header's version is supported and that `body` holds exactly
+    /// one body, nothing after it.
+    pub fn decode(header: &RequestHeader, body: &mut BytesMut) -> Result<Self, WireError> {
+        let key = header.api_key;
+        key.check_version(header.api_version)?;
+        let request = match key {
+            ApiKey::ApiVersions => Request::ApiVersions(ApiVersionsRequest::decode(body)?),
+            ApiKey::Metadata => Request::Metadata(MetadataRequest::decode(body)?),
+            ApiKey::CreateTopics => Request::CreateTopics(CreateTopicsRequest::decode(body)?),
+            ApiKey::DeleteTopics => Request::DeleteTopics(DeleteTopicsRequest::decode(body)?),
+            ApiKey::ListOffsets => Request::ListOffsets(ListOffsetsRequest::decode(body)?),
+            ApiKey::Produce => Request::Produce(ProduceRequest::decode(body)?),
+            ApiKey::Fetch => Request::Fetch(FetchRequest::decode(body)?),
+            ApiKey::ConsumerGroupHeartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::ListGroups
+            | ApiKey::DescribeGroups
+            | ApiKey::DeleteGroups
+            | ApiKey::ResetOffsets => {
+                return Err(WireError::UnsupportedVersion {
+                    key,
+                    version: header.api_version,
+                })
+            }
+        };
+        expect_end(body)?;
+        Ok(request)
+    }
+}
+
+impl Encode for Request {
+    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        match self {
+            Request::ApiVersions(r) => r.encode_to(e),
+            Request::Metadata(r) => r.encode_to(e),
+            Request::CreateTopics(r) => r.encode_to(e),
+            Request::DeleteTopics(r) => r.encode_to(e),
+            Request::ListOffsets(r) => r.encode_to(e),
+            Request::Produce(r) => r.encode_to(e),
+            Request::Fetch(r) => r.encode_to(e),
+        }
+    }
+}
+
+impl Response {
+    pub fn api_key(&self) -> ApiKey {
+        match self {
+            Response::ApiVersions(_) => ApiKey::ApiVersions,
+            Response::Metadata(_) => ApiKey::Metadata,
+            Response::CreateTopics(_) => ApiKey::CreateTopics,
+            Response::DeleteTopics(_) => ApiKey::DeleteTopics,
+            Response::ListOffsets(_) => ApiKey::ListOffsets,
+            Response::Produce(_) => ApiKey::Produce,
+            Response::Fetch(_) => ApiKey::Fetch,
+        }
+    }
+
+    /// Decodes the body that follows the [`ResponseHeader`] of the answer
+    /// to a request of `key` at `version`. Records in a Fetch response
+    /// are slices of `body`, not copies.
+    pub fn decode(key: ApiKey, version: u16, body: &mut Bytes) -> Result<Self, WireError> {
+        key.check_version(version)?;
+        let response = match key {
+            ApiKey::ApiVersions => Response::ApiVersions(ApiVersionsResponse::decode(body)?),
+            ApiKey::Metadata => Response::Metadata(MetadataResponse::decode(body)?),
+            ApiKey::CreateTopics => Response::CreateTopics(CreateTopicsResponse::decode(body)?),
+            ApiKey::DeleteTopics => Response::DeleteTopics(DeleteTopicsResponse::decode(body)?),
+            ApiKey::ListOffsets => Response::ListOffsets(ListOffsetsResponse::decode(body)?),
+            ApiKey::Produce => Response::Produce(ProduceResponse::decode(body)?),
+            ApiKey::Fetch => Response::Fetch(FetchResponse::decode(body)?),
+            ApiKey::ConsumerGroupHeartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::ListGroups
+            | ApiKey::DescribeGroups
+            | ApiKey::DeleteGroups
+            | ApiKey::ResetOffsets => return Err(WireError::UnsupportedVersion { key, version }),
+        };
+        expect_end(body)?;
+        Ok(response)
+    }
+}
+
+impl Encode for Response {
+    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        match self {
+            Response::ApiVersions(r) => r.encode_to(e),
+            Response::Metadata(r) => r.encode_to(e),
+            Response::CreateTopics(r) => r.encode_to(e),
+            Response::DeleteTopics(r) => r.encode_to(e),
+            Response::ListOffsets(r) => r.encode_to(e),
+            Response::Produce(r) => r.encode_to(e),
+            Response::Fetch(r) => r.encode_to(e),
+        }
+    }
+}
+
+/// Frame length (after the prefix) of `header` + `body`, checked to fit
+/// the `u32` prefix and every value to fit its own prefix.
+fn frame_len<H: Encode, T: Encode>(header: &H, body: &T) -> Result<u32, WireError> {
+    let mut counter = Counter::default();
+    let mut e = Encoder::new(&mut counter);
+    header.encode_to(&mut e);
+    body.encode_to(&mut e);
+    e.finish()?;
+    u32::try_from(counter.0).map_err(|_| WireError::FrameTooLarge {
+        len: counter.0,
+        max: FRAME_LENGTH_ENCODABLE_MAX,
+    })
+}
+
+fn encode_frame<H: Encode, T: Encode>(
+    header: &H,
+    body: &T,
+    buf: &mut BytesMut,
+) -> Result<(), WireError> {
+    let len = frame_len(header, body)?;
+    let start = buf.len();
+    buf.reserve(FRAME_LENGTH_PREFIX_BYTES + len as usize);
+    let mut e = Encoder::new(buf);
+    e.u32(len);
+    header.encode_to(&mut e);
+    body.encode_to(&mut e);
+    let result = e.finish();
+    if result.is_err() {
+        buf.truncate(start);
+    }
+    result
+}
+
+/// Appends a whole request frame (length prefix, header, body) to `buf`.
+///
+/// Fails, leaving `buf` as it was, if the header names another API than
+/// the request, or if a value does not fit the wire.
+pub fn encode_request_frame(
+    header: &RequestHeader,
+    request: &Request,
+    buf: &mut BytesMut,
+) -> Result<(), WireError> {
+    if header.api_key != request.api_key() {
+        return Err(WireError::InvalidValue {
+            field: "api_key",
+            value: i64::from(header.api_key.code()),
+        });
+    }
+    encode_frame(header, request, buf)
+}
+
+/// Appends a whole response frame (length prefix, header, body) to `buf`;
+/// on error `buf` is left as it was.
+pub fn encode_response_frame(
+    header: &ResponseHeader,
+    response: &Response,
+    buf: &mut BytesMut,
+) -> Result<(), WireError> {
+    encode_frame(header, response, buf)
+}
+
+/// A whole response frame as chunks for a vectored write: the prefix,
+/// header and small fields coalesced, each non-empty Fetch records blob its
+/// own chunk sharing the caller's buffer. Concatenated, the chunks equal
+/// what [`encode_response_frame`] writes.
+pub fn encode_response_frame_vectored(
+    header: &ResponseHeader,
+    response: &Response,
+) -> Result<Vec<Bytes>, WireError> {
+    let len = frame_len(header, response)?;
+    // Without records the whole frame is one chunk; with them, the first
+    // chunk holds at least the prefix and header.
+    let first_chunk = match response {
+        Response::Fetch(_) => FRAME_LENGTH_PREFIX_BYTES + encoded_len(header)?,
+        _ => FRAME_LENGTH_PREFIX_BYTES + len as usize,
+    };
+    let mut chunks = Chunks::with_capacity(first_chunk);
+    let mut e = Encoder::new(&mut chunks);
+    e.u32(len);
+    header.encode_to(&mut e);
+    response.encode_to(&mut e);
+    e.finish()?;
+    Ok(chunks.finish())
+}
