@@ -10,9 +10,25 @@
 //!   thread owns each backend and is fed over a crossbeam channel, which is
 //!   where many appends become one submission and one fdatasync (group
 //!   commit).
+//! - [`config`]: [`LogConfig`] and [`FsyncPolicy`], validated once.
+//! - [`log`]: [`PartitionLog`] — appends, reads, rolls, retention, the
+//!   fsync policy with group commit, the failed state.
+//! - `segment`: one segment file and its bookkeeping (three sizes: assigned,
+//!   written, synced).
+//! - `index`: the sparse offset and time indexes (`.index`, `.timeindex`).
+//! - [`recovery`]: opening a directory, the clean-shutdown marker, cutting a
+//!   torn tail after a crash.
 //! - [`error`]: the crate's typed errors.
 
+pub mod config;
 pub mod error;
+mod index;
 pub mod io;
+pub mod log;
+pub mod recovery;
+mod segment;
 
+pub use config::{FsyncPolicy, LogConfig};
 pub use error::StorageError;
+pub use log::{AppendInfo, Durability, LogStats, PartitionLog, RetentionOutcome};
+pub use recovery::{RecoveryStats, CLEAN_SHUTDOWN_MARKER};

@@ -1,17 +1,19 @@
 //! The I/O thread shared by both real backends: it drains requests, hands a
 //! drain to an [`Executor`] and replies. Backends differ only in the executor.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{BackendKind, Completion, IoBackend, LogFile, Reply};
+use super::{file_closed, BackendKind, Completion, IoBackend, IoStats, LogFile, Reply};
 
 /// Most requests one drain takes before it runs them: bounds the latency
 /// the first request in a drain pays for the ones behind it.
@@ -41,12 +43,46 @@ pub(crate) trait Executor: Send + 'static {
     fn run(&mut self, ops: Vec<Op>);
 }
 
+/// What one backend has issued; shared by the backend (which reads it) and
+/// its I/O thread (which counts).
+#[derive(Debug, Default)]
+pub(crate) struct IoCounters {
+    data_syncs: AtomicU64,
+    dir_syncs: AtomicU64,
+}
+
+impl IoCounters {
+    fn snapshot(&self) -> IoStats {
+        IoStats {
+            data_syncs: self.data_syncs.load(Ordering::Relaxed),
+            dir_syncs: self.dir_syncs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+thread_local! {
+    // Every executor reports the outcome of each fdatasync through
+    // `reply_all`, once per sync issued; counting there, against the
+    // counters of the backend that owns this I/O thread, counts the real
+    // syncs of every executor at one place.
+    static THREAD_COUNTERS: RefCell<Option<Arc<IoCounters>>> = const { RefCell::new(None) };
+}
+
+fn count_data_sync() {
+    THREAD_COUNTERS.with(|c| {
+        if let Some(counters) = c.borrow().as_ref() {
+            counters.data_syncs.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}
+
 /// A backend whose writes and syncs run on one dedicated thread.
 #[derive(Debug)]
 pub struct ThreadBackend {
     kind: BackendKind,
     tx: Option<Sender<Op>>,
     thread: Option<JoinHandle<()>>,
+    counters: Arc<IoCounters>,
 }
 
 impl ThreadBackend {
@@ -63,9 +99,12 @@ impl ThreadBackend {
 
     fn spawn(kind: BackendKind, mut exec: impl Executor) -> io::Result<Self> {
         let (tx, rx): (Sender<Op>, Receiver<Op>) = crossbeam_channel::bounded(QUEUE_DEPTH);
+        let counters = Arc::new(IoCounters::default());
+        let thread_counters = counters.clone();
         let thread = std::thread::Builder::new()
             .name(format!("rill-io-{}", kind.as_str()))
             .spawn(move || {
+                THREAD_COUNTERS.with(|c| *c.borrow_mut() = Some(thread_counters));
                 while let Ok(first) = rx.recv() {
                     let mut ops = Vec::with_capacity(16);
                     ops.push(first);
@@ -82,6 +121,7 @@ impl ThreadBackend {
             kind,
             tx: Some(tx),
             thread: Some(thread),
+            counters,
         })
     }
 
@@ -115,6 +155,7 @@ impl IoBackend for ThreadBackend {
             file: Arc::new(file),
             path: path.to_path_buf(),
             tx: self.sender(),
+            closed: AtomicBool::new(false),
         }))
     }
 
@@ -123,7 +164,13 @@ impl IoBackend for ThreadBackend {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        let result = File::open(dir)?.sync_all();
+        self.counters.dir_syncs.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn stats(&self) -> IoStats {
+        self.counters.snapshot()
     }
 }
 
@@ -132,10 +179,14 @@ struct ThreadFile {
     file: Arc<File>,
     path: PathBuf,
     tx: Sender<Op>,
+    closed: AtomicBool,
 }
 
 impl ThreadFile {
     fn submit(&self, make: impl FnOnce(Reply) -> Op) -> Completion {
+        if self.closed.load(Ordering::Acquire) {
+            return Completion::ready(Err(file_closed(&self.path)));
+        }
         let (reply, completion) = Completion::channel();
         if self.tx.send(make(reply)).is_err() {
             return Completion::ready(Err(super::io_thread_gone()));
@@ -173,7 +224,14 @@ impl LogFile for ThreadFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(file_closed(&self.path));
+        }
         self.file.set_len(len)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 }
 
@@ -190,9 +248,11 @@ pub(crate) fn group_syncs(syncs: Vec<(Arc<File>, Reply)>) -> Vec<(Arc<File>, Vec
     groups
 }
 
-/// Sends the same outcome to every reply; `io::Error` is not `Clone`, so
-/// errors are rebuilt from their kind and message.
+/// Sends the outcome of one fdatasync to every sync request it covered (and
+/// counts that sync); `io::Error` is not `Clone`, so errors are rebuilt from
+/// their kind and message.
 pub(crate) fn reply_all(replies: Vec<Reply>, result: &io::Result<()>) {
+    count_data_sync();
     for reply in replies {
         let r = match result {
             Ok(()) => Ok(()),
