@@ -1,1 +1,33 @@
-//! Rill client library: connection, producer, consumer, group consumer and admin. Built in the broker-and-client issue.
+//! Rill client library: admin, producer and consumer over Rill's wire
+//! protocol (group consumer: a later issue).
+//!
+//! The client speaks to one broker (Rill runs single-node): the bootstrap
+//! address is the broker every request goes to. All encoding is
+//! `rill-protocol`'s; this crate owns connections, batching, partitioning,
+//! retries and read positions.
+//!
+//! # Layout
+//! - [`error`]: [`ClientError`], one `Clone` error with the broker's code
+//!   and `is_retriable()`.
+//! - [`connection`]: one pipelined TCP connection (writer and reader tasks,
+//!   correlation ids, in-order responses, timeouts, version handshake).
+//! - [`admin`]: create, delete, list and describe topics; list offsets.
+//! - [`partitioner`]: Kafka's murmur2 key partitioner.
+//! - [`producer`]: per-partition batching with linger, bounded buffer,
+//!   compression, ordered retries.
+//! - [`consumer`]: assign, seek, long-poll fetch with prefetch, records read
+//!   in place.
+
+pub mod admin;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod partitioner;
+pub mod producer;
+
+pub use admin::{Admin, AdminConfig, OffsetSpec, PartitionInfo, PartitionOffset, TopicDescription};
+pub use connection::{Connection, ConnectionConfig};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RecordBatch, Records, SeekTo};
+pub use error::{ClientError, Result};
+pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
+pub use rill_protocol::Compression;

@@ -1,0 +1,591 @@
+//! The consumer: fetches assigned partitions and hands out records read in
+//! place from the fetched bytes.
+//!
+//! # Zero copy
+//! A fetch response's record bytes are a `Bytes` slice of the response
+//! frame. [`Records`] keeps those slices and decodes nothing up front except
+//! batch headers and CRCs. [`Records::batches`] opens each batch with
+//! `BatchView::records()`, which reads an uncompressed batch's archive in
+//! place, and every [`ConsumerRecord`] borrows its key, value and headers
+//! from it — no per-record copy. A zstd batch is decompressed once, into a
+//! buffer that lives as long as its [`RecordBatch`]; that is why iteration is
+//! two-level (batches, then records): a flat iterator would have to own the
+//! buffer its items borrow from.
+//!
+//! # Positions and prefetch
+//! Each assigned partition has a position: the offset of the next record to
+//! return. A fetch asks for every partition from its position; the bytes
+//! may start with a batch that begins earlier (the broker sends whole
+//! batches), and records below the position are skipped. After a poll
+//! returns, the next fetch is already sent in the background, so the broker
+//! works (and long-polls) while the caller processes records. A seek or a
+//! new assignment drops that prefetch.
+//!
+//! Fetches use their own connection so that a long-polling fetch never
+//! delays a ListOffsets behind it (responses come back in request order).
+//!
+//! # Errors
+//! `OffsetOutOfRange` is returned to the caller as an error and the position
+//! is left as it was; an automatic reset policy arrives with consumer groups.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rill_protocol::batch::records::RecordRef;
+use rill_protocol::batch::view::BatchIter;
+use rill_protocol::wire::{ErrorCode, FetchPartition, FetchRequest, FetchResponse, FetchTopic};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::admin::{list_offsets, OffsetSpec};
+use crate::connection::{BrokerLink, ConnectionConfig, REQUEST_TIMEOUT_DEFAULT};
+use crate::error::{ClientError, Result};
+
+/// Default longest time the broker holds a fetch waiting for data.
+pub const FETCH_MAX_WAIT_DEFAULT: Duration = Duration::from_millis(500);
+/// Default bytes the broker waits for before answering a fetch early.
+pub const FETCH_MIN_BYTES_DEFAULT: u32 = 1;
+/// Default bound on one fetch response's record bytes.
+pub const FETCH_MAX_BYTES_DEFAULT: u32 = 50 * 1024 * 1024;
+/// Default bound on one partition's record bytes in a fetch response.
+pub const PARTITION_MAX_BYTES_DEFAULT: u32 = 1024 * 1024;
+
+/// Settings of a [`Consumer`].
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// `host:port` of the broker.
+    pub bootstrap: String,
+    /// Longest time the broker holds a fetch that has less than
+    /// `fetch_min_bytes` to return.
+    pub fetch_max_wait: Duration,
+    pub fetch_min_bytes: u32,
+    pub fetch_max_bytes: u32,
+    pub partition_max_bytes: u32,
+    /// Time a request may take beyond the fetch's own wait.
+    pub request_timeout: Duration,
+    pub client_id: String,
+}
+
+impl ConsumerConfig {
+    /// Defaults: 500 ms max wait, 1 byte min, 50 MiB per fetch, 1 MiB per
+    /// partition, 30 s request timeout.
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        ConsumerConfig {
+            bootstrap: bootstrap.into(),
+            fetch_max_wait: FETCH_MAX_WAIT_DEFAULT,
+            fetch_min_bytes: FETCH_MIN_BYTES_DEFAULT,
+            fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
+            partition_max_bytes: PARTITION_MAX_BYTES_DEFAULT,
+            request_timeout: REQUEST_TIMEOUT_DEFAULT,
+            client_id: "rill-consumer".to_owned(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.partition_max_bytes == 0 || self.fetch_max_bytes == 0 {
+            return Err(ClientError::InvalidConfig {
+                field: "partition_max_bytes",
+                reason: "fetch byte limits must be positive".to_owned(),
+            });
+        }
+        if u32::try_from(self.fetch_max_wait.as_millis()).is_err() {
+            return Err(ClientError::InvalidConfig {
+                field: "fetch_max_wait",
+                reason: "must fit in u32 milliseconds".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where [`Consumer::seek`] moves a partition's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    Offset(u64),
+    /// The log start offset.
+    Earliest,
+    /// The log end offset: only records produced from now on.
+    Latest,
+    /// The first record with a timestamp at or after this many ms since the
+    /// Unix epoch.
+    Timestamp(i64),
+}
+
+struct Assigned {
+    topic: Arc<str>,
+    partition: u32,
+    /// Next offset to return; `None` until resolved (to the log start, at
+    /// the next poll, for a partition assigned without a seek).
+    position: Option<u64>,
+}
+
+/// A fetch sent ahead of the caller, and the positions it fetched from.
+struct Prefetch {
+    generation: u64,
+    handle: JoinHandle<Result<FetchResponse>>,
+}
+
+/// Reads assigned partitions. Not shareable: one caller polls it.
+pub struct Consumer {
+    config: ConsumerConfig,
+    /// Carries fetches only.
+    fetch_link: Arc<BrokerLink>,
+    /// Carries ListOffsets for seeks.
+    control_link: BrokerLink,
+    assigned: Vec<Assigned>,
+    prefetch: Option<Prefetch>,
+    /// Bumped by assign and seek; a prefetch from an older generation
+    /// asked for stale positions and is dropped.
+    generation: u64,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("config", &self.config)
+            .field("assigned", &self.assigned.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(p) = self.prefetch.take() {
+            p.handle.abort();
+        }
+    }
+}
+
+impl Consumer {
+    /// Validates the config and connects.
+    pub async fn new(config: ConsumerConfig) -> Result<Consumer> {
+        config.validate()?;
+        let conn = ConnectionConfig {
+            client_id: config.client_id.clone(),
+            request_timeout: config.request_timeout,
+            ..ConnectionConfig::default()
+        };
+        let fetch_link = Arc::new(BrokerLink::connect(&config.bootstrap, conn.clone()).await?);
+        let control_link = BrokerLink::connect(&config.bootstrap, conn).await?;
+        Ok(Consumer {
+            config,
+            fetch_link,
+            control_link,
+            assigned: Vec::new(),
+            prefetch: None,
+            generation: 0,
+        })
+    }
+
+    /// Replaces the assignment. Partitions kept from the old assignment keep
+    /// their positions; new ones start at the log start unless sought.
+    pub fn assign(&mut self, partitions: Vec<(String, u32)>) {
+        let mut next = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            if next
+                .iter()
+                .any(|a: &Assigned| *a.topic == *topic && a.partition == partition)
+            {
+                continue;
+            }
+            let position = self
+                .find(&topic, partition)
+                .and_then(|i| self.assigned.get(i))
+                .and_then(|a| a.position);
+            next.push(Assigned {
+                topic: Arc::from(topic),
+                partition,
+                position,
+            });
+        }
+        self.assigned = next;
+        self.invalidate_prefetch();
+    }
+
+    /// The assigned partitions, in assignment order.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.assigned
+            .iter()
+            .map(|a| (a.topic.to_string(), a.partition))
+            .collect()
+    }
+
+    /// Moves a partition's position. `Earliest`, `Latest` and `Timestamp`
+    /// ask the broker (ListOffsets) now.
+    pub async fn seek(&mut self, topic: &str, partition: u32, to: SeekTo) -> Result<()> {
+        let index = self
+            .find(topic, partition)
+            .ok_or_else(|| ClientError::NotAssigned {
+                topic: topic.to_owned(),
+                partition,
+            })?;
+        let offset = match to {
+            SeekTo::Offset(o) => o,
+            SeekTo::Earliest => self.lookup(topic, partition, OffsetSpec::Earliest).await?,
+            SeekTo::Latest => self.lookup(topic, partition, OffsetSpec::Latest).await?,
+            SeekTo::Timestamp(ts) => {
+                self.lookup(topic, partition, OffsetSpec::Timestamp(ts))
+                    .await?
+            }
+        };
+        if let Some(a) = self.assigned.get_mut(index) {
+            a.position = Some(offset);
+        }
+        self.invalidate_prefetch();
+        Ok(())
+    }
+
+    /// The offset of the next record `poll` returns for this partition;
+    /// `None` if it is not assigned or its start is not resolved yet.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.find(topic, partition)
+            .and_then(|i| self.assigned.get(i))
+            .and_then(|a| a.position)
+    }
+
+    /// Waits up to `timeout` for records of the assigned partitions. Returns
+    /// empty [`Records`] when none arrive in time.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Records> {
+        let deadline = Instant::now() + timeout;
+        if self.assigned.is_empty() {
+            tokio::time::sleep_until(deadline).await;
+            return Ok(Records::default());
+        }
+        self.resolve_positions().await?;
+        let mut prefetch = match self.prefetch.take() {
+            Some(p) if p.generation == self.generation => p,
+            stale => {
+                if let Some(p) = stale {
+                    self.drop_prefetch(p).await;
+                }
+                self.start_fetch()
+            }
+        };
+        let response = match tokio::time::timeout_at(deadline, &mut prefetch.handle).await {
+            Err(_) => {
+                // Still waiting on the broker: keep it for the next poll.
+                self.prefetch = Some(prefetch);
+                return Ok(Records::default());
+            }
+            Ok(Err(join)) => {
+                debug!(error = %join, "fetch task ended abnormally");
+                return Err(ClientError::ConnectionClosed);
+            }
+            Ok(Ok(response)) => response?,
+        };
+        let records = self.take_records(response)?;
+        self.prefetch = Some(self.start_fetch());
+        Ok(records)
+    }
+
+    fn find(&self, topic: &str, partition: u32) -> Option<usize> {
+        self.assigned
+            .iter()
+            .position(|a| *a.topic == *topic && a.partition == partition)
+    }
+
+    async fn lookup(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<u64> {
+        let found = list_offsets(&self.control_link, topic, &[partition], spec).await?;
+        found
+            .first()
+            .map(|o| o.offset)
+            .ok_or_else(|| ClientError::NotAssigned {
+                topic: topic.to_owned(),
+                partition,
+            })
+    }
+
+    /// Gives partitions assigned without a seek their log start offset.
+    async fn resolve_positions(&mut self) -> Result<()> {
+        let unresolved: Vec<(Arc<str>, u32)> = self
+            .assigned
+            .iter()
+            .filter(|a| a.position.is_none())
+            .map(|a| (Arc::clone(&a.topic), a.partition))
+            .collect();
+        for (topic, partition) in unresolved {
+            let offset = self.lookup(&topic, partition, OffsetSpec::Earliest).await?;
+            if let Some(i) = self.find(&topic, partition) {
+                if let Some(a) = self.assigned.get_mut(i) {
+                    a.position = Some(offset);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn invalidate_prefetch(&mut self) {
+        self.generation += 1;
+    }
+
+    /// Cancels a prefetch. If it had not answered yet its connection is
+    /// dropped too: the unwanted long-poll would otherwise delay the next
+    /// fetch's response on the same connection.
+    async fn drop_prefetch(&self, prefetch: Prefetch) {
+        if !prefetch.handle.is_finished() {
+            prefetch.handle.abort();
+            self.fetch_link.close().await;
+        }
+    }
+
+    fn start_fetch(&self) -> Prefetch {
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for a in &self.assigned {
+            let Some(fetch_offset) = a.position else {
+                continue;
+            };
+            let partition = FetchPartition {
+                partition: a.partition,
+                fetch_offset,
+                partition_max_bytes: self.config.partition_max_bytes,
+            };
+            match topics.iter_mut().find(|t| *t.name == *a.topic) {
+                Some(t) => t.partitions.push(partition),
+                None => topics.push(FetchTopic {
+                    name: a.topic.to_string(),
+                    partitions: vec![partition],
+                }),
+            }
+        }
+        let request = FetchRequest {
+            max_wait_ms: u32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(u32::MAX),
+            min_bytes: self.config.fetch_min_bytes,
+            max_bytes: self.config.fetch_max_bytes,
+            topics,
+        };
+        let link = Arc::clone(&self.fetch_link);
+        let handle = tokio::spawn(async move { link.get().await?.fetch(request).await });
+        Prefetch {
+            generation: self.generation,
+            handle,
+        }
+    }
+
+    /// Checks a fetch response, advances positions past its complete
+    /// batches, and wraps its bytes. Nothing moves if any partition failed.
+    fn take_records(&mut self, response: FetchResponse) -> Result<Records> {
+        if response.error != ErrorCode::None {
+            return Err(ClientError::broker(response.error));
+        }
+        let mut parts = Vec::new();
+        let mut moves = Vec::new();
+        let mut count = 0usize;
+        for topic in response.topics {
+            let name: Arc<str> = Arc::from(topic.name.as_str());
+            for p in topic.partitions {
+                let Some(index) = self.find(&name, p.partition) else {
+                    continue;
+                };
+                let Some(position) = self.assigned.get(index).and_then(|a| a.position) else {
+                    continue;
+                };
+                if p.error == ErrorCode::OffsetOutOfRange {
+                    return Err(ClientError::partition(
+                        p.error,
+                        &name,
+                        p.partition,
+                        Some(format!(
+                            "position {position} is outside {}..{}",
+                            p.log_start_offset, p.high_watermark
+                        )),
+                    ));
+                }
+                if p.error != ErrorCode::None {
+                    let err = ClientError::partition(p.error, &name, p.partition, None);
+                    if err.is_retriable() {
+                        debug!(topic = %name, partition = p.partition, error = %err, "fetch error; will retry");
+                        continue;
+                    }
+                    return Err(err);
+                }
+                let checked = check_batches(&p.records, position)?;
+                if checked.bytes == 0 {
+                    if !p.records.is_empty() {
+                        return Err(ClientError::BatchLargerThanFetch {
+                            topic: name.to_string(),
+                            partition: p.partition,
+                            offset: position,
+                            partition_max_bytes: self.config.partition_max_bytes,
+                        });
+                    }
+                    continue;
+                }
+                count += checked.records;
+                moves.push((index, checked.next_offset));
+                parts.push(PartitionRecords {
+                    topic: Arc::clone(&name),
+                    partition: p.partition,
+                    position,
+                    high_watermark: p.high_watermark,
+                    bytes: p.records.slice(..checked.bytes),
+                });
+            }
+        }
+        for (index, next) in moves {
+            if let Some(a) = self.assigned.get_mut(index) {
+                a.position = Some(a.position.map_or(next, |p| p.max(next)));
+            }
+        }
+        Ok(Records { parts, count })
+    }
+}
+
+struct Checked {
+    /// Bytes of the complete batches at the front.
+    bytes: usize,
+    /// Records at or after the position.
+    records: usize,
+    /// Offset after the last complete batch.
+    next_offset: u64,
+}
+
+/// Walks the complete batches of a partition's bytes, checking each header
+/// and CRC, and counts the records at or after `position`.
+fn check_batches(bytes: &Bytes, position: u64) -> Result<Checked> {
+    let mut iter = BatchIter::new(bytes);
+    let mut records = 0usize;
+    let mut next_offset = position;
+    for view in iter.by_ref() {
+        let view = view?;
+        view.validate()?;
+        let header = view.header();
+        let skipped = position.saturating_sub(header.base_offset);
+        let count = u64::from(header.record_count).saturating_sub(skipped);
+        records += usize::try_from(count).unwrap_or(usize::MAX);
+        next_offset = next_offset.max(header.next_offset());
+    }
+    Ok(Checked {
+        bytes: iter.consumed(),
+        records,
+        next_offset,
+    })
+}
+
+/// One partition's share of a fetch: whole batches, header- and CRC-checked.
+#[derive(Debug, Clone)]
+struct PartitionRecords {
+    topic: Arc<str>,
+    partition: u32,
+    /// The position fetched from; records below it are skipped.
+    position: u64,
+    high_watermark: u64,
+    bytes: Bytes,
+}
+
+/// The records of one poll. Holds the fetched bytes; records are read in
+/// place when iterated.
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    parts: Vec<PartitionRecords>,
+    count: usize,
+}
+
+impl Records {
+    /// Number of records this poll returns (skipped ones not counted).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes of record batches held.
+    pub fn bytes_len(&self) -> usize {
+        self.parts.iter().map(|p| p.bytes.len()).sum()
+    }
+
+    /// The broker's log end offset of each partition in this poll, as
+    /// `(topic, partition, high_watermark)`.
+    pub fn high_watermarks(&self) -> impl Iterator<Item = (&str, u32, u64)> + '_ {
+        self.parts
+            .iter()
+            .map(|p| (&*p.topic, p.partition, p.high_watermark))
+    }
+
+    /// The batches, in fetch order (per partition, offset order). Each
+    /// opens its records in place (decompressing a zstd batch once).
+    pub fn batches(&self) -> impl Iterator<Item = Result<RecordBatch<'_>>> + '_ {
+        self.parts.iter().flat_map(|part| {
+            BatchIter::new(&part.bytes).map(move |view| {
+                let view = view?;
+                Ok(RecordBatch {
+                    topic: &part.topic,
+                    partition: part.partition,
+                    skip_below: part.position,
+                    records: view.records()?,
+                })
+            })
+        })
+    }
+
+    /// Calls `f` with every record, in order.
+    pub fn for_each(&self, mut f: impl FnMut(ConsumerRecord<'_>)) -> Result<()> {
+        for batch in self.batches() {
+            for record in batch?.iter() {
+                f(record);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One batch of a poll, opened for reading.
+#[derive(Debug)]
+pub struct RecordBatch<'a> {
+    topic: &'a str,
+    partition: u32,
+    skip_below: u64,
+    records: rill_protocol::batch::records::Records<'a>,
+}
+
+impl RecordBatch<'_> {
+    pub fn topic(&self) -> &str {
+        self.topic
+    }
+
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// The batch's records at or after the consumer's position.
+    pub fn iter(&self) -> impl Iterator<Item = ConsumerRecord<'_>> + '_ {
+        let topic = self.topic;
+        let partition = self.partition;
+        let skip_below = self.skip_below;
+        self.records
+            .iter()
+            .filter(move |r| r.offset >= skip_below)
+            .map(move |record| ConsumerRecord {
+                topic,
+                partition,
+                offset: record.offset,
+                timestamp: record.timestamp,
+                key: record.key(),
+                value: record.value(),
+                record,
+            })
+    }
+}
+
+/// A record borrowed from the fetched bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerRecord<'a> {
+    pub topic: &'a str,
+    pub partition: u32,
+    pub offset: u64,
+    /// Milliseconds since the Unix epoch, as the producer stamped it.
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    record: RecordRef<'a>,
+}
+
+impl<'a> ConsumerRecord<'a> {
+    /// The record's headers as `(name, value)`, in the order produced.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a [u8])> + 'a {
+        self.record.headers()
+    }
+}
