@@ -1,0 +1,447 @@
+//! The broker's configuration: one struct, four sources, one `validate()`.
+//!
+//! Every setting can come from (highest precedence first):
+//! 1. a command-line flag (`--listen 0.0.0.0:9092`),
+//! 2. an environment variable (`RILL_LISTEN=0.0.0.0:9092`),
+//! 3. the TOML file named by `--config FILE` / `RILL_CONFIG` (keys are the
+//!    field names: `listen = "0.0.0.0:9092"`),
+//! 4. the built-in default.
+//!
+//! clap resolves 1, 2 and 4 and records where each value came from; the file
+//! then fills in only the values that clap took from a default. Doing the
+//! merge on the serialized table keeps it generic: adding a field needs no
+//! merge code.
+//!
+//! The topic settings here (`num_partitions`, `segment_bytes`, ...) are the
+//! defaults for topics created without per-topic overrides; see
+//! [`crate::topics::TopicConfig`].
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use rill_storage::FsyncPolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::topics::{TopicConfig, PARTITIONS_MAX};
+
+const MIB: u64 = 1024 * 1024;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+pub const LISTEN_DEFAULT: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9092));
+pub const METRICS_ADDR_DEFAULT: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9644));
+pub const DATA_DIR_DEFAULT: &str = "./data";
+/// Kept equal to the protocol's default frame limit (100 MiB).
+pub const FRAME_BYTES_MAX_DEFAULT: u64 = rill_protocol::limits::FRAME_BYTES_MAX_DEFAULT as u64;
+pub const CONNECTION_INFLIGHT_BYTES_MAX_DEFAULT: u64 = 64 * MIB;
+pub const BROKER_INFLIGHT_BYTES_MAX_DEFAULT: u64 = 512 * MIB;
+pub const CONNECTIONS_MAX_DEFAULT: u32 = 10_000;
+pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 30_000;
+pub const SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub const NUM_PARTITIONS_DEFAULT: u32 = 1;
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1024 * MIB;
+pub const SEGMENT_MS_DEFAULT: i64 = 7 * DAY_MS;
+pub const RETENTION_MS_DEFAULT: i64 = 7 * DAY_MS;
+/// -1: no size limit (Kafka's convention).
+pub const RETENTION_BYTES_DEFAULT: i64 = -1;
+pub const FSYNC_DEFAULT: &str = "never";
+/// Largest batch accepted by default: storage's default (8 MiB; see
+/// `rill_storage::config::MAX_BATCH_BYTES_DEFAULT` for why it is above
+/// Kafka's 1 MiB).
+pub const MAX_MESSAGE_BYTES_DEFAULT: u32 = rill_storage::config::MAX_BATCH_BYTES_DEFAULT;
+pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+
+/// Semaphore permits are counted in `u32` per acquisition.
+const INFLIGHT_BYTES_LIMIT: u64 = u32::MAX as u64;
+
+/// Which storage I/O backend to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackendSetting {
+    /// io_uring where the kernel allows it, else std file I/O (logged).
+    #[default]
+    Auto,
+    Uring,
+    Std,
+}
+
+impl IoBackendSetting {
+    pub fn to_choice(self) -> rill_storage::io::IoBackendChoice {
+        use rill_storage::io::IoBackendChoice as C;
+        match self {
+            IoBackendSetting::Auto => C::Auto,
+            IoBackendSetting::Uring => C::Uring,
+            IoBackendSetting::Std => C::Std,
+        }
+    }
+}
+
+/// Everything the broker can be told. See the module docs for precedence.
+#[derive(Debug, Clone, Parser, Serialize, Deserialize)]
+#[command(
+    name = "rill-broker",
+    version,
+    about = "The Rill broker: a Kafka-style partitioned commit log",
+    after_help = "Precedence: flags > RILL_* environment variables > --config file > defaults.\n\
+                  Durations are milliseconds, sizes are bytes; -1 means 'no limit' where allowed."
+)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// TOML file with settings (keys are the long flag names with '_' for '-').
+    #[arg(long, env = "RILL_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+
+    /// Address the client protocol listens on (port 0: any free port).
+    #[arg(long, env = "RILL_LISTEN", default_value_t = LISTEN_DEFAULT)]
+    pub listen: SocketAddr,
+
+    /// Address of the Prometheus `/metrics` endpoint (port 0: any free port).
+    #[arg(long, env = "RILL_METRICS_ADDR", default_value_t = METRICS_ADDR_DEFAULT)]
+    pub metrics_addr: SocketAddr,
+
+    /// Directory holding topic metadata and partition logs.
+    #[arg(long, env = "RILL_DATA_DIR", default_value = DATA_DIR_DEFAULT)]
+    pub data_dir: PathBuf,
+
+    /// Storage I/O backend.
+    #[arg(long, env = "RILL_IO_BACKEND", value_enum, default_value_t = IoBackendSetting::Auto)]
+    pub io_backend: IoBackendSetting,
+
+    /// Largest request frame accepted; larger length prefixes close the connection.
+    #[arg(long, env = "RILL_FRAME_BYTES_MAX", default_value_t = FRAME_BYTES_MAX_DEFAULT)]
+    pub frame_bytes_max: u64,
+
+    /// Request bytes one connection may have in flight before the broker stops reading it.
+    #[arg(long, env = "RILL_CONNECTION_INFLIGHT_BYTES_MAX", default_value_t = CONNECTION_INFLIGHT_BYTES_MAX_DEFAULT)]
+    pub connection_inflight_bytes_max: u64,
+
+    /// Request bytes all connections together may have in flight.
+    #[arg(long, env = "RILL_BROKER_INFLIGHT_BYTES_MAX", default_value_t = BROKER_INFLIGHT_BYTES_MAX_DEFAULT)]
+    pub broker_inflight_bytes_max: u64,
+
+    /// Most client connections open at once; further ones wait in the accept queue.
+    #[arg(long, env = "RILL_CONNECTIONS_MAX", default_value_t = CONNECTIONS_MAX_DEFAULT)]
+    pub connections_max: u32,
+
+    /// How often retention is enforced on every log.
+    #[arg(long, env = "RILL_RETENTION_CHECK_INTERVAL_MS", default_value_t = RETENTION_CHECK_INTERVAL_MS_DEFAULT)]
+    pub retention_check_interval_ms: u64,
+
+    /// How long graceful shutdown waits for in-flight requests.
+    #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_MS", default_value_t = SHUTDOWN_TIMEOUT_MS_DEFAULT)]
+    pub shutdown_timeout_ms: u64,
+
+    /// Default partition count of new topics.
+    #[arg(long, env = "RILL_NUM_PARTITIONS", default_value_t = NUM_PARTITIONS_DEFAULT)]
+    pub num_partitions: u32,
+
+    /// Default segment size before a roll (topic key `segment.bytes`).
+    #[arg(long, env = "RILL_SEGMENT_BYTES", default_value_t = SEGMENT_BYTES_DEFAULT)]
+    pub segment_bytes: u64,
+
+    /// Default segment age before a roll, -1 = never (topic key `segment.ms`).
+    #[arg(long, env = "RILL_SEGMENT_MS", default_value_t = SEGMENT_MS_DEFAULT, allow_negative_numbers = true)]
+    pub segment_ms: i64,
+
+    /// Default retention by age, -1 = forever (topic key `retention.ms`).
+    #[arg(long, env = "RILL_RETENTION_MS", default_value_t = RETENTION_MS_DEFAULT, allow_negative_numbers = true)]
+    pub retention_ms: i64,
+
+    /// Default retention by size per partition, -1 = unlimited (topic key `retention.bytes`).
+    #[arg(long, env = "RILL_RETENTION_BYTES", default_value_t = RETENTION_BYTES_DEFAULT, allow_negative_numbers = true)]
+    pub retention_bytes: i64,
+
+    /// Default fsync policy: always, never, interval_ms:N or interval_bytes:N (topic key `flush.policy`).
+    #[arg(long, env = "RILL_FSYNC", default_value = FSYNC_DEFAULT, value_parser = parse_fsync_policy)]
+    #[serde(with = "fsync_serde")]
+    pub fsync: FsyncPolicy,
+
+    /// Default largest batch accepted (topic key `max.message.bytes`).
+    #[arg(long, env = "RILL_MAX_MESSAGE_BYTES", default_value_t = MAX_MESSAGE_BYTES_DEFAULT)]
+    pub max_message_bytes: u32,
+
+    /// Default bytes of log between offset-index entries (topic key `index.interval.bytes`).
+    #[arg(long, env = "RILL_INDEX_INTERVAL_BYTES", default_value_t = INDEX_INTERVAL_BYTES_DEFAULT)]
+    pub index_interval_bytes: u32,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Bad flags, or `--help` / `--version` (the binary prints and exits).
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot parse config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("config file {path}: unknown setting {key:?}")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("config file {path}: {source}")]
+    BadValue {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            config: None,
+            print_config: false,
+            listen: LISTEN_DEFAULT,
+            metrics_addr: METRICS_ADDR_DEFAULT,
+            data_dir: PathBuf::from(DATA_DIR_DEFAULT),
+            io_backend: IoBackendSetting::Auto,
+            frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            connection_inflight_bytes_max: CONNECTION_INFLIGHT_BYTES_MAX_DEFAULT,
+            broker_inflight_bytes_max: BROKER_INFLIGHT_BYTES_MAX_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS_DEFAULT,
+            num_partitions: NUM_PARTITIONS_DEFAULT,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: SEGMENT_MS_DEFAULT,
+            retention_ms: RETENTION_MS_DEFAULT,
+            retention_bytes: RETENTION_BYTES_DEFAULT,
+            fsync: FsyncPolicy::Never,
+            max_message_bytes: MAX_MESSAGE_BYTES_DEFAULT,
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Parses flags (and `RILL_*` variables), then fills the values they left
+    /// at their defaults from the `--config` file, then validates.
+    pub fn load<I, T>(args: I) -> Result<BrokerConfig, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = BrokerConfig::command().try_get_matches_from(args)?;
+        let cli = BrokerConfig::from_arg_matches(&matches)?;
+        let Some(path) = cli.config.clone() else {
+            cli.validate()?;
+            return Ok(cli);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        let file: toml::Table = toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+            path: path.clone(),
+            source,
+        })?;
+        let mut merged = toml::Table::try_from(&cli)
+            .map_err(|e| ConfigError::Invalid(format!("cannot serialize settings: {e}")))?;
+        for (key, value) in file {
+            if !merged.contains_key(&key) {
+                return Err(ConfigError::UnknownKey { path, key });
+            }
+            let from_default = matches!(
+                matches.value_source(&key),
+                None | Some(ValueSource::DefaultValue)
+            );
+            if from_default {
+                merged.insert(key, value);
+            }
+        }
+        let mut config: BrokerConfig =
+            merged.try_into().map_err(|source| ConfigError::BadValue {
+                path: path.clone(),
+                source,
+            })?;
+        config.config = Some(path);
+        config.print_config = cli.print_config;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The effective settings as TOML (what `--print-config` shows and what
+    /// start-up logs).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+
+    /// Checks every setting and the relations between them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let frame_limit = u64::from(u32::MAX);
+        if self.frame_bytes_max == 0 || self.frame_bytes_max > frame_limit {
+            return invalid(format!(
+                "frame_bytes_max {} must be in 1..={frame_limit} (the length prefix is a u32)",
+                self.frame_bytes_max
+            ));
+        }
+        if self.frame_bytes_max < u64::from(self.max_message_bytes) {
+            return invalid(format!(
+                "frame_bytes_max {} is smaller than max_message_bytes {}: no batch of that size could arrive",
+                self.frame_bytes_max, self.max_message_bytes
+            ));
+        }
+        for (name, v) in [
+            (
+                "connection_inflight_bytes_max",
+                self.connection_inflight_bytes_max,
+            ),
+            ("broker_inflight_bytes_max", self.broker_inflight_bytes_max),
+        ] {
+            if v == 0 || v > INFLIGHT_BYTES_LIMIT {
+                return invalid(format!("{name} {v} must be in 1..={INFLIGHT_BYTES_LIMIT}"));
+            }
+        }
+        if self.connections_max == 0 {
+            return invalid("connections_max must be at least 1".into());
+        }
+        if self.retention_check_interval_ms == 0 {
+            return invalid("retention_check_interval_ms must be at least 1".into());
+        }
+        if self.num_partitions == 0 || self.num_partitions > PARTITIONS_MAX {
+            return invalid(format!(
+                "num_partitions {} must be in 1..={PARTITIONS_MAX}",
+                self.num_partitions
+            ));
+        }
+        self.topic_defaults()
+            .map_err(ConfigError::Invalid)?
+            .to_log_config()
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("topic defaults: {e}")))?;
+        Ok(())
+    }
+
+    /// The settings a topic gets when created without overrides.
+    pub fn topic_defaults(&self) -> Result<TopicConfig, String> {
+        Ok(TopicConfig {
+            segment_bytes: self.segment_bytes,
+            segment_ms: optional_ms("segment_ms", self.segment_ms)?,
+            retention_ms: optional_ms("retention_ms", self.retention_ms)?,
+            retention_bytes: optional_ms("retention_bytes", self.retention_bytes)?,
+            fsync: self.fsync,
+            max_message_bytes: self.max_message_bytes,
+            index_interval_bytes: self.index_interval_bytes,
+        })
+    }
+}
+
+/// `-1` means "none"; other negatives are errors.
+pub(crate) fn optional_ms(name: &str, v: i64) -> Result<Option<u64>, String> {
+    match v {
+        -1 => Ok(None),
+        v if v >= 0 => Ok(Some(v.unsigned_abs())),
+        v => Err(format!("{name} {v} must be -1 (none) or >= 0")),
+    }
+}
+
+/// Parses `always`, `never`, `interval_ms:N`, `interval_bytes:N` (the
+/// storage crate's syntax; zero intervals are refused by `validate()`).
+pub fn parse_fsync_policy(s: &str) -> Result<FsyncPolicy, String> {
+    s.trim().parse::<FsyncPolicy>().map_err(|e| e.to_string())
+}
+
+mod fsync_serde {
+    use rill_storage::FsyncPolicy;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &FsyncPolicy, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(p)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FsyncPolicy, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_fsync_policy(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_matches_clap_defaults() {
+        let parsed = BrokerConfig::try_parse_from(["rill-broker"]);
+        // Only meaningful when no RILL_* variable is set in the test env.
+        if std::env::vars().any(|(k, _)| k.starts_with("RILL_")) {
+            return;
+        }
+        let parsed = parsed.map(|c| c.to_toml());
+        assert_eq!(parsed.ok(), Some(BrokerConfig::default().to_toml()));
+    }
+
+    #[test]
+    fn fsync_policy_round_trips_and_rejects_garbage() {
+        for s in [
+            "always",
+            "never",
+            "interval_ms:1000",
+            "interval_bytes:1048576",
+        ] {
+            let p = parse_fsync_policy(s);
+            assert_eq!(p.map(|p| p.to_string()).ok().as_deref(), Some(s));
+        }
+        for bad in ["", "sometimes", "interval_ms:", "interval_bytes:-3"] {
+            assert!(parse_fsync_policy(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_inconsistent_limits() {
+        let ok = BrokerConfig::default();
+        assert!(ok.validate().is_ok());
+        let bad = [
+            BrokerConfig {
+                frame_bytes_max: 0,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                frame_bytes_max: 1024,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                connections_max: 0,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                num_partitions: 0,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                retention_ms: -2,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                connection_inflight_bytes_max: 0,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                fsync: FsyncPolicy::IntervalMs(0),
+                ..ok.clone()
+            },
+        ];
+        for b in bad {
+            assert!(b.validate().is_err(), "accepted {b:?}");
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The broker's errors, and the single place where storage and topic errors
+//! become wire error codes.
+
+use rill_protocol::wire::ErrorCode;
+use rill_protocol::BatchError;
+use rill_storage::StorageError;
+
+use crate::config::ConfigError;
+use crate::topics::TopicError;
+
+/// Why the broker could not start (or stop cleanly).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the storage I/O backend: {0}")]
+    Backend(#[source] std::io::Error),
+    #[error("cannot open topics: {0}")]
+    Topics(#[from] TopicError),
+    #[error("a start-up task failed: {0}")]
+    Task(String),
+}
+
+/// The wire code for a storage error (per partition).
+pub fn storage_error_code(e: &StorageError) -> ErrorCode {
+    match e {
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        StorageError::InvalidBatch(b) => batch_error_code(b),
+        StorageError::LogFailed { .. } => ErrorCode::LogFailed,
+        StorageError::Io { .. } | StorageError::Corrupt { .. } | StorageError::Closed => {
+            ErrorCode::StorageError
+        }
+        StorageError::Config(_) => ErrorCode::InvalidConfig,
+        _ => ErrorCode::UnknownServerError,
+    }
+}
+
+/// The wire code for a batch a producer sent that failed its checks.
+pub fn batch_error_code(e: &BatchError) -> ErrorCode {
+    match e {
+        BatchError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+        _ => ErrorCode::CorruptMessage,
+    }
+}
+
+/// The wire code for a failed topic operation.
+pub fn topic_error_code(e: &TopicError) -> ErrorCode {
+    match e {
+        TopicError::InvalidName(_) => ErrorCode::InvalidTopic,
+        TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+        TopicError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+        TopicError::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
+        TopicError::Unknown(_) => ErrorCode::UnknownTopicOrPartition,
+        TopicError::Storage(s) => storage_error_code(s),
+        TopicError::Io { .. } | TopicError::BadMeta { .. } => ErrorCode::StorageError,
+    }
+}

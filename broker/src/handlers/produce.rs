@@ -1,0 +1,254 @@
+//! Produce: split each partition's records into batches, append them, and
+//! answer per partition (or not at all for `acks=none`, as Kafka).
+//!
+//! | acks | storage call | answered when |
+//! |---|---|---|
+//! | none | `Durability::Written` | never |
+//! | leader | `Durability::Written` | the batches are written (readable) |
+//! | all | `Durability::Synced` | the batches are fdatasync'd (group commit) |
+//!
+//! Ordering: [`start`] runs on the connection's reader and *starts* every
+//! append before the reader decodes the next request. The log assigns a
+//! batch's offset on the first poll of `append` (synchronously, under its
+//! lock), so starting here fixes the offsets of pipelined produces to the
+//! request order; the returned future, spawned, waits for the writes and
+//! fsyncs of all partitions concurrently.
+//!
+//! A partition's records are all checked (header, length, size limit, and
+//! the CRC when there is more than one batch) before any of them is
+//! appended, so a bad batch fails its partition as a whole. `timeout_ms` is
+//! not used: with a single replica nothing waits on other brokers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use rill_protocol::wire::produce::NO_LOG_APPEND_TIME;
+use rill_protocol::wire::{
+    Acks, ErrorCode, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+    ProduceTopicResponse, Response,
+};
+use rill_protocol::BatchView;
+use rill_storage::{AppendInfo, Durability, PartitionLog, StorageError};
+
+use super::count_error;
+use crate::connection::HandlerOutput;
+use crate::error::{batch_error_code, storage_error_code};
+use crate::metrics;
+use crate::server::Shared;
+
+const API: &str = "produce";
+
+/// A future polled once; either already finished or still running.
+enum Started<F: Future> {
+    Done(F::Output),
+    Running(Pin<Box<F>>),
+}
+
+impl<F: Future> Started<F> {
+    async fn finish(self) -> F::Output {
+        match self {
+            Started::Done(out) => out,
+            Started::Running(fut) => fut.await,
+        }
+    }
+}
+
+/// Polls `fut` once in the caller's task (which is where its synchronous
+/// prefix runs) and returns it for finishing elsewhere.
+async fn kick<F: Future>(fut: F) -> Started<F> {
+    let mut fut = Box::pin(fut);
+    // Ready on the first call, so the closure polls `fut` exactly once.
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Started::Done(out),
+        Poll::Pending => Started::Running(fut),
+    }
+}
+
+type AppendFuture = Pin<Box<dyn Future<Output = Result<AppendInfo, StorageError>> + Send>>;
+
+fn append(log: Arc<PartitionLog>, batch: BytesMut, durability: Durability) -> AppendFuture {
+    Box::pin(async move {
+        let started = Instant::now();
+        let result = log.append(batch, durability).await;
+        if durability == Durability::Synced && result.is_ok() {
+            ::metrics::histogram!(metrics::FSYNC_DURATION_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+        }
+        result
+    })
+}
+
+/// One partition's part of the request.
+enum PartitionWork {
+    Rejected(ErrorCode, String),
+    Appending {
+        log: Arc<PartitionLog>,
+        appends: Vec<Started<AppendFuture>>,
+        bytes: u64,
+        records: u64,
+    },
+}
+
+/// Cuts `records` into whole batches (each its own `BytesMut`, no copy) and
+/// checks each; returns the batches and their record count.
+fn split_batches(
+    mut records: BytesMut,
+    max_message_bytes: u32,
+) -> Result<(Vec<BytesMut>, u64), (ErrorCode, String)> {
+    if records.is_empty() {
+        return Err((ErrorCode::CorruptMessage, "no record batches".into()));
+    }
+    let mut batches = Vec::new();
+    let mut count = 0u64;
+    let check_crc = {
+        let first = BatchView::new(&records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
+        first.len() < records.len()
+    };
+    while !records.is_empty() {
+        let view = BatchView::new(&records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
+        let len = view.len();
+        if len > max_message_bytes as usize {
+            return Err((
+                ErrorCode::MessageTooLarge,
+                format!("batch of {len} bytes is over max.message.bytes {max_message_bytes}"),
+            ));
+        }
+        // With one batch the log's own CRC check keeps the partition
+        // all-or-nothing; with several, check them all before any append.
+        if check_crc {
+            view.validate()
+                .map_err(|e| (batch_error_code(&e), e.to_string()))?;
+        }
+        count += u64::from(view.header().record_count);
+        batches.push(records.split_to(len));
+    }
+    Ok((batches, count))
+}
+
+/// Starts every append of `request` (see module docs) and returns the
+/// future that finishes them and builds the response.
+pub(crate) async fn start(
+    shared: Arc<Shared>,
+    request: ProduceRequest,
+) -> impl Future<Output = HandlerOutput> + Send + 'static {
+    let durability = match request.acks {
+        Acks::None | Acks::Leader => Durability::Written,
+        Acks::All => Durability::Synced,
+    };
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let entry = shared.registry.get(&topic.name);
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let work = match entry.as_ref().and_then(|t| {
+                Some((
+                    t.partition(p.partition)?.clone(),
+                    t.config.max_message_bytes,
+                ))
+            }) {
+                None => PartitionWork::Rejected(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("{}-{} is not hosted here", topic.name, p.partition),
+                ),
+                Some((log, max_message_bytes)) => match split_batches(p.records, max_message_bytes)
+                {
+                    Err((code, message)) => PartitionWork::Rejected(code, message),
+                    Ok((batches, records)) => {
+                        let bytes = batches.iter().map(|b| b.len() as u64).sum();
+                        let mut appends = Vec::with_capacity(batches.len());
+                        for batch in batches {
+                            appends.push(kick(append(log.clone(), batch, durability)).await);
+                        }
+                        PartitionWork::Appending {
+                            log,
+                            appends,
+                            bytes,
+                            records,
+                        }
+                    }
+                },
+            };
+            partitions.push((p.partition, work));
+        }
+        topics.push((topic.name, partitions));
+    }
+    let answer = request.acks != Acks::None;
+    async move {
+        let mut response = ProduceResponse {
+            topics: Vec::with_capacity(topics.len()),
+        };
+        for (name, partitions) in topics {
+            let mut out = Vec::with_capacity(partitions.len());
+            for (partition, work) in partitions {
+                let result = finish(&name, partition, work).await;
+                count_error(API, result.error);
+                out.push(result);
+            }
+            response.topics.push(ProduceTopicResponse {
+                name,
+                partitions: out,
+            });
+        }
+        answer.then_some(Response::Produce(response))
+    }
+}
+
+async fn finish(topic: &str, partition: u32, work: PartitionWork) -> ProducePartitionResponse {
+    let mut response = ProducePartitionResponse {
+        partition,
+        error: ErrorCode::None,
+        base_offset: 0,
+        log_append_time: NO_LOG_APPEND_TIME,
+        log_start_offset: 0,
+        error_message: None,
+    };
+    match work {
+        PartitionWork::Rejected(code, message) => {
+            tracing::debug!(topic, partition, %code, %message, "produce rejected");
+            response.error = code;
+            response.error_message = Some(message);
+        }
+        PartitionWork::Appending {
+            log,
+            appends,
+            bytes,
+            records,
+        } => {
+            let mut first_offset = None;
+            for started in appends {
+                match started.finish().await {
+                    Ok(info) => {
+                        first_offset.get_or_insert(info.base_offset);
+                    }
+                    Err(e) => {
+                        if response.error == ErrorCode::None {
+                            let code = storage_error_code(&e);
+                            if matches!(e, StorageError::LogFailed { .. } | StorageError::Io { .. })
+                            {
+                                tracing::error!(topic, partition, error = %e, "append failed");
+                            } else {
+                                tracing::debug!(topic, partition, error = %e, "append refused");
+                            }
+                            response.error = code;
+                            response.error_message = Some(e.to_string());
+                        }
+                    }
+                }
+            }
+            if response.error == ErrorCode::None {
+                ::metrics::counter!(metrics::BYTES_IN_TOTAL, "topic" => topic.to_string())
+                    .increment(bytes);
+                ::metrics::counter!(metrics::RECORDS_IN_TOTAL, "topic" => topic.to_string())
+                    .increment(records);
+            }
+            response.base_offset = first_offset.unwrap_or(0);
+            response.log_start_offset = log.log_start_offset();
+        }
+    }
+    response
+}

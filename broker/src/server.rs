@@ -1,0 +1,323 @@
+//! Starting and stopping a broker: [`Broker::start`] binds the client and
+//! metrics listeners, opens the topics (running storage recovery), and spawns
+//! the accept loop and the maintenance task; [`BrokerHandle`] stops them.
+//!
+//! Graceful shutdown, in order: stop accepting; tell every connection to stop
+//! reading new requests (in-flight ones finish and are answered, long-poll
+//! fetches return early); wait for the connections up to
+//! `shutdown_timeout_ms`, aborting stragglers; stop maintenance; close every
+//! log (flush, write indexes, clean-shutdown marker).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rill_storage::io::{open_backend, BackendKind};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::BrokerConfig;
+use crate::connection;
+use crate::error::BrokerError;
+use crate::metrics;
+use crate::topics::TopicRegistry;
+
+/// How often every log's `tick` runs (interval fsync of idle logs, roll by
+/// age) and the log end offset gauges are refreshed.
+pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause after a failed accept (typically EMFILE) so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What every connection and handler shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: BrokerConfig,
+    pub registry: Arc<TopicRegistry>,
+    pub local_addr: SocketAddr,
+    pub shutdown: watch::Receiver<bool>,
+    /// Request bytes in flight across the whole broker.
+    pub broker_inflight: Arc<Semaphore>,
+}
+
+/// Namespace for [`Broker::start`].
+#[derive(Debug)]
+pub struct Broker;
+
+/// A running broker.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    local_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    backend: BackendKind,
+    shutdown_tx: watch::Sender<bool>,
+    done_rx: watch::Receiver<bool>,
+    main: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Binds both listeners, opens every topic under `data_dir`, and starts
+    /// serving. Returns once the broker accepts connections.
+    pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
+        config.validate()?;
+        // Install the recorder before anything records.
+        metrics::recorder_handle();
+        let effective = config.to_toml().trim_end().replace('\n', ", ");
+        tracing::info!(config = %effective, "starting broker");
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BrokerError::Bind {
+                    what: "client listener",
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| BrokerError::Bind {
+            what: "client listener",
+            addr: config.listen,
+            source,
+        })?;
+        let metrics_listener =
+            metrics::bind(config.metrics_addr)
+                .await
+                .map_err(|source| BrokerError::Bind {
+                    what: "metrics endpoint",
+                    addr: config.metrics_addr,
+                    source,
+                })?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .map_err(|source| BrokerError::Bind {
+                what: "metrics endpoint",
+                addr: config.metrics_addr,
+                source,
+            })?;
+
+        let choice = config.io_backend.to_choice();
+        let data_dir = config.data_dir.clone();
+        let defaults = config
+            .topic_defaults()
+            .map_err(crate::ConfigError::Invalid)?;
+        let default_partitions = config.num_partitions;
+        let (registry, backend) = tokio::task::spawn_blocking(move || {
+            let backend = open_backend(choice).map_err(BrokerError::Backend)?;
+            let kind = backend.kind();
+            let registry = TopicRegistry::open(&data_dir, defaults, default_partitions, backend)?;
+            Ok::<_, BrokerError>((registry, kind))
+        })
+        .await
+        .map_err(|e| BrokerError::Task(e.to_string()))??;
+        ::metrics::gauge!(metrics::IO_BACKEND_INFO, "backend" => backend.as_str()).set(1.0);
+        tracing::info!(backend = backend.as_str(), %local_addr, %metrics_addr, "broker listening");
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
+        let broker_inflight_permits = connection::budget_permits(config.broker_inflight_bytes_max);
+        let shared = Arc::new(Shared {
+            registry: Arc::new(registry),
+            local_addr,
+            shutdown: shutdown_rx.clone(),
+            broker_inflight: Arc::new(Semaphore::new(broker_inflight_permits)),
+            config,
+        });
+
+        let metrics_task = tokio::spawn(metrics::serve(metrics_listener, shutdown_rx.clone()));
+        let main = tokio::spawn(run(shared, listener, metrics_task, done_tx));
+        Ok(BrokerHandle {
+            local_addr,
+            metrics_addr,
+            backend,
+            shutdown_tx,
+            done_rx,
+            main: Some(main),
+        })
+    }
+}
+
+impl BrokerHandle {
+    /// The address clients connect to (the real port when configured with 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address of the `/metrics` endpoint.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// The storage I/O backend running.
+    pub fn io_backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown_tx.send_replace(true);
+    }
+
+    /// Graceful shutdown; returns when every log is closed.
+    pub async fn shutdown(mut self) {
+        self.begin_shutdown();
+        self.join().await;
+    }
+
+    /// Waits until the broker has stopped (after [`Self::begin_shutdown`],
+    /// or a shutdown requested through another path).
+    pub async fn wait(mut self) {
+        self.join().await;
+    }
+
+    async fn join(&mut self) {
+        if let Some(main) = self.main.take() {
+            if let Err(e) = main.await {
+                tracing::error!(error = %e, "broker task failed");
+            }
+        }
+        let mut done = self.done_rx.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+}
+
+impl Drop for BrokerHandle {
+    fn drop(&mut self) {
+        // A dropped handle stops the broker (in the background) instead of
+        // leaking a listener.
+        self.shutdown_tx.send_replace(true);
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    metrics_task: tokio::task::JoinHandle<()>,
+    done_tx: watch::Sender<bool>,
+) {
+    let maintenance = tokio::spawn(maintain(shared.clone()));
+    let mut connections = JoinSet::new();
+    let conn_ids = AtomicU64::new(0);
+    let connection_slots = Arc::new(Semaphore::new(
+        usize::try_from(shared.config.connections_max).unwrap_or(Semaphore::MAX_PERMITS),
+    ));
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        // Take a slot before accepting: at the limit, new connections wait
+        // in the kernel's accept queue (backpressure) rather than being
+        // accepted and dropped.
+        let slot = tokio::select! {
+            slot = connection_slots.clone().acquire_owned() => slot,
+            _ = crate::server::stopped(&mut shutdown) => break,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = crate::server::stopped(&mut shutdown) => break,
+        };
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, peer)) => {
+                let conn_id = conn_ids.fetch_add(1, Ordering::Relaxed);
+                connections.spawn(connection::run(stream, peer, conn_id, shared.clone(), slot));
+            }
+            Err(e) => {
+                ::metrics::counter!(metrics::CONNECTION_ERRORS_TOTAL, "reason" => "accept")
+                    .increment(1);
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        connections = connections.len(),
+        "shutting down: draining connections"
+    );
+    let drain_timeout = Duration::from_millis(shared.config.shutdown_timeout_ms);
+    let drained = tokio::time::timeout(drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = connections.len(),
+            "connections did not finish within shutdown_timeout_ms; aborting them"
+        );
+        connections.shutdown().await;
+    }
+    // Not aborted: a pass in progress holds log handles that close_all
+    // needs back, so let it finish (it stops at the next select).
+    if let Err(e) = maintenance.await {
+        tracing::error!(error = %e, "maintenance task failed");
+    }
+    let _ = metrics_task.await;
+    shared.registry.close_all().await;
+    tracing::info!("broker stopped");
+    done_tx.send_replace(true);
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Periodic work on every log: `tick` each [`TICK_INTERVAL`], retention each
+/// `retention_check_interval_ms`. Runs the (blocking) storage calls on the
+/// blocking pool so a slow disk never stalls the request runtime.
+async fn maintain(shared: Arc<Shared>) {
+    let retention_every = Duration::from_millis(shared.config.retention_check_interval_ms);
+    let mut tick = tokio::time::interval(TICK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retention = tokio::time::interval(retention_every);
+    // The logs count their own fdatasyncs; the counter gets the growth.
+    let mut syncs_seen = 0u64;
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let enforce = tokio::select! {
+            _ = tick.tick() => false,
+            _ = retention.tick() => true,
+            _ = stopped(&mut shutdown) => return,
+        };
+        let registry = shared.registry.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let mut syncs = 0u64;
+            for (topic, partition, log) in registry.all_logs() {
+                log.tick(now);
+                if enforce {
+                    match log.enforce_retention(now) {
+                        Ok(outcome) => {
+                            tracing::debug!(%topic, partition, ?outcome, "retention checked")
+                        }
+                        Err(e) => {
+                            tracing::warn!(%topic, partition, error = %e, "retention failed")
+                        }
+                    }
+                }
+                // Precision loss above 2^53 is irrelevant for a gauge.
+                ::metrics::gauge!(metrics::LOG_END_OFFSET, "topic" => topic.to_string(), "partition" => partition.to_string())
+                    .set(log.log_end_offset() as f64);
+                syncs += log.stats().syncs;
+            }
+            syncs
+        });
+        match pass.await {
+            Ok(syncs) => {
+                ::metrics::counter!(metrics::FSYNC_TOTAL)
+                    .increment(syncs.saturating_sub(syncs_seen));
+                syncs_seen = syncs;
+            }
+            Err(e) => tracing::error!(error = %e, "maintenance pass failed"),
+        }
+    }
+}
+
+/// Resolves once shutdown has begun (or the broker is gone). Returns `()`
+/// so that no watch guard (which is not `Send`) outlives the await.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

@@ -1,0 +1,619 @@
+//! The topic registry: which topics exist, their settings, their partition
+//! logs, and how all of that survives a restart.
+//!
+//! On disk (under `data_dir`):
+//! ```text
+//! __meta/topics/<name>.toml    name, partition count, per-topic overrides
+//! <name>-<partition>/          one PartitionLog directory per partition
+//! ```
+//! A metadata file is written as tmp + fsync + rename + fsync(dir), so a
+//! crash leaves either the old or the new file, never half of one. The
+//! metadata file is the truth: a topic exists iff its file does. Creation
+//! writes it before opening the logs (a crash in between reopens them on
+//! start); deletion removes it before the logs (a crash in between leaves
+//! orphan directories, which a later creation of the same name removes
+//! before opening, so old data never reappears under a new topic).
+//!
+//! Settings: a topic stores only its overrides (Kafka config strings such as
+//! `retention.ms`), applied on top of the broker's current defaults each
+//! time it is opened.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rill_protocol::wire::topic_config;
+use rill_storage::io::IoBackend;
+use rill_storage::{FsyncPolicy, LogConfig, PartitionLog};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{optional_ms, parse_fsync_policy};
+use crate::metrics;
+
+/// Most partitions one topic may have: bounds the directories, files and
+/// I/O queue entries a single CreateTopics can cause.
+pub const PARTITIONS_MAX: u32 = 1024;
+/// Kafka's topic name length limit (leaves room for `-<partition>` in a
+/// 255-byte file name).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Prefix of the broker's internal topics (Kafka's convention); clients
+/// cannot create topics with it.
+pub const INTERNAL_TOPIC_PREFIX: &str = "__";
+/// Where metadata lives under `data_dir`. Topic names cannot collide with
+/// it: partition directories always carry a `-<n>` suffix.
+const META_DIR: &str = "__meta";
+const META_TOPICS_DIR: &str = "topics";
+const META_EXT: &str = "toml";
+const META_TMP_EXT: &str = "toml.tmp";
+/// The marker `PartitionLog::close` leaves; its absence at open means the
+/// log recovers (scans its active segment).
+pub use rill_storage::CLEAN_SHUTDOWN_MARKER;
+
+/// Topic config key of the offset-index density (not in the wire crate's
+/// list of Kafka names, which the other keys come from).
+pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
+
+/// A topic's effective settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: Option<u64>,
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub fsync: FsyncPolicy,
+    pub max_message_bytes: u32,
+    pub index_interval_bytes: u32,
+}
+
+impl TopicConfig {
+    /// Applies one Kafka-style override (`retention.ms` = `"60000"`).
+    pub fn apply(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let int = |v: &str| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("{key}: {v:?} is not an integer"))
+        };
+        let unsigned = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{key}: {v:?} is not a non-negative integer"))
+        };
+        let small = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{key}: {v:?} is not an integer in 0..={}", u32::MAX))
+        };
+        match key {
+            topic_config::RETENTION_MS => self.retention_ms = optional_ms(key, int(value)?)?,
+            topic_config::RETENTION_BYTES => {
+                self.retention_bytes = optional_ms(key, int(value)?)?
+            }
+            topic_config::SEGMENT_BYTES => self.segment_bytes = unsigned(value)?,
+            topic_config::SEGMENT_MS => self.segment_ms = optional_ms(key, int(value)?)?,
+            topic_config::FLUSH_POLICY => self.fsync = parse_fsync_policy(value)?,
+            topic_config::MAX_MESSAGE_BYTES => self.max_message_bytes = small(value)?,
+            INDEX_INTERVAL_BYTES => self.index_interval_bytes = small(value)?,
+            other => {
+                return Err(format!(
+                    "unknown topic config {other:?}: expected one of retention.ms, retention.bytes, \
+                     segment.bytes, segment.ms, flush.policy, max.message.bytes, index.interval.bytes"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Defaults plus overrides, checked by the storage engine's own rules.
+    pub fn with_overrides<'a>(
+        &self,
+        overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<TopicConfig, String> {
+        let mut config = self.clone();
+        for (k, v) in overrides {
+            config.apply(k, v)?;
+        }
+        config
+            .to_log_config()
+            .validate()
+            .map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    pub fn to_log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            index_interval_bytes: self.index_interval_bytes,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            fsync: self.fsync,
+            max_batch_bytes: self.max_message_bytes,
+        }
+    }
+}
+
+/// Checks Kafka's topic name rules: 1..=249 bytes of `[a-zA-Z0-9._-]`, not
+/// `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX {
+        return Err(format!(
+            "topic name must be 1..={TOPIC_NAME_BYTES_MAX} characters, got {}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name {name:?} is not allowed"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {name:?} contains {c:?}; allowed: [a-zA-Z0-9._-]"
+        ));
+    }
+    Ok(())
+}
+
+/// What failed in a topic operation; each maps to one wire error code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    #[error("invalid topic name: {0}")]
+    InvalidName(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(String),
+    #[error("topic {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("topic {0:?} does not exist")]
+    Unknown(String),
+    #[error("topic metadata I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt topic metadata {path}: {reason}")]
+    BadMeta { path: PathBuf, reason: String },
+    #[error("storage: {0}")]
+    Storage(#[from] rill_storage::StorageError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
+    move |source| TopicError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What `__meta/topics/<name>.toml` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicMeta {
+    name: String,
+    partitions: u32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+/// One topic: its settings and its partition logs (index = partition id).
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub config: TopicConfig,
+    pub overrides: BTreeMap<String, String>,
+    pub partitions: Vec<Arc<PartitionLog>>,
+}
+
+impl Topic {
+    pub fn partition(&self, partition: u32) -> Option<&Arc<PartitionLog>> {
+        self.partitions.get(usize::try_from(partition).ok()?)
+    }
+}
+
+/// All topics of this broker.
+#[derive(Debug)]
+pub struct TopicRegistry {
+    data_dir: PathBuf,
+    meta_dir: PathBuf,
+    defaults: TopicConfig,
+    default_partitions: u32,
+    backend: Arc<dyn IoBackend>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serializes create and delete so two of them never race on one name's
+    /// files; lookups never take it.
+    admin: tokio::sync::Mutex<()>,
+}
+
+impl TopicRegistry {
+    /// Opens every topic found under `data_dir` (recovering its logs).
+    /// Blocking: call from `spawn_blocking` or before the runtime is busy.
+    pub fn open(
+        data_dir: &Path,
+        defaults: TopicConfig,
+        default_partitions: u32,
+        backend: Arc<dyn IoBackend>,
+    ) -> Result<TopicRegistry, TopicError> {
+        let meta_dir = data_dir.join(META_DIR).join(META_TOPICS_DIR);
+        std::fs::create_dir_all(&meta_dir).map_err(io_err(&meta_dir))?;
+        let registry = TopicRegistry {
+            data_dir: data_dir.to_path_buf(),
+            meta_dir,
+            defaults,
+            default_partitions,
+            backend,
+            topics: RwLock::new(HashMap::new()),
+            admin: tokio::sync::Mutex::new(()),
+        };
+        let entries = std::fs::read_dir(&registry.meta_dir).map_err(io_err(&registry.meta_dir))?;
+        let mut opened = HashMap::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(&registry.meta_dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(&format!(".{META_TMP_EXT}")) {
+                // A creation that crashed before its rename: never existed.
+                tracing::info!(path = %path.display(), "removing unfinished topic metadata");
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
+            if path.extension().and_then(|e| e.to_str()) != Some(META_EXT) {
+                continue;
+            }
+            let meta = read_meta(&path)?;
+            let topic = registry.open_topic(meta, false)?;
+            tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "topic opened");
+            opened.insert(topic.name.clone(), Arc::new(topic));
+        }
+        *registry.write_topics() = opened;
+        Ok(registry)
+    }
+
+    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
+        // A poisoned lock means a panic while holding it; the map itself is
+        // only ever replaced whole or edited by one insert/remove, so it is
+        // still consistent.
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_topics(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn default_partitions(&self) -> u32 {
+        self.default_partitions
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read_topics().get(name).cloned()
+    }
+
+    pub fn partition(&self, name: &str, partition: u32) -> Option<Arc<PartitionLog>> {
+        self.read_topics()
+            .get(name)
+            .and_then(|t| t.partition(partition).cloned())
+    }
+
+    /// All topics, sorted by name (stable Metadata answers).
+    pub fn list(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self.read_topics().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    fn partition_dir(&self, name: &str, partition: u32) -> PathBuf {
+        self.data_dir.join(format!("{name}-{partition}"))
+    }
+
+    fn meta_path(&self, name: &str) -> PathBuf {
+        self.meta_dir.join(format!("{name}.{META_EXT}"))
+    }
+
+    /// Opens (creating when missing) every partition log of `meta`. With
+    /// `fresh`, leftover directories of an earlier topic of the same name
+    /// are removed first.
+    fn open_topic(&self, meta: TopicMeta, fresh: bool) -> Result<Topic, TopicError> {
+        validate_topic_name(&meta.name).map_err(TopicError::InvalidName)?;
+        if meta.partitions == 0 || meta.partitions > PARTITIONS_MAX {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{} has {} partitions; allowed 1..={PARTITIONS_MAX}",
+                meta.name, meta.partitions
+            )));
+        }
+        let config = self
+            .defaults
+            .with_overrides(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(TopicError::InvalidConfig)?;
+        let mut partitions = Vec::new();
+        for p in 0..meta.partitions {
+            let dir = self.partition_dir(&meta.name, p);
+            if fresh && dir.exists() {
+                tracing::warn!(dir = %dir.display(), "removing leftover partition directory of a deleted topic");
+                std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            }
+            let existed = dir.exists();
+            let log = PartitionLog::open(&dir, config.to_log_config(), self.backend.clone())?;
+            let clean = log.stats().recovery.clean_shutdown;
+            if existed && !clean {
+                ::metrics::counter!(metrics::LOG_RECOVERIES_TOTAL, "topic" => meta.name.clone())
+                    .increment(1);
+                tracing::warn!(
+                    topic = %meta.name,
+                    partition = p,
+                    log_end_offset = log.log_end_offset(),
+                    "partition log recovered after an unclean shutdown"
+                );
+            } else {
+                tracing::debug!(topic = %meta.name, partition = p, clean, "partition log opened");
+            }
+            partitions.push(Arc::new(log));
+        }
+        Ok(Topic {
+            name: meta.name,
+            config,
+            overrides: meta.configs,
+            partitions,
+        })
+    }
+
+    /// Creates a topic. `partitions == 0` asks for the broker default.
+    pub async fn create(
+        self: &Arc<Self>,
+        name: &str,
+        partitions: u32,
+        configs: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        validate_topic_name(name).map_err(TopicError::InvalidName)?;
+        let partitions = if partitions == 0 {
+            self.default_partitions
+        } else {
+            partitions
+        };
+        if partitions > PARTITIONS_MAX {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{partitions} partitions requested; allowed 1..={PARTITIONS_MAX}"
+            )));
+        }
+        let mut overrides = BTreeMap::new();
+        for (k, v) in configs {
+            if overrides.insert(k.clone(), v.clone()).is_some() {
+                return Err(TopicError::InvalidConfig(format!("{k} given twice")));
+            }
+        }
+        self.defaults
+            .with_overrides(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(TopicError::InvalidConfig)?;
+        let _admin = self.admin.lock().await;
+        if self.get(name).is_some() {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            partitions,
+            configs: overrides,
+        };
+        let this = self.clone();
+        let topic = tokio::task::spawn_blocking(move || -> Result<Topic, TopicError> {
+            this.write_meta(&meta)?;
+            match this.open_topic(meta.clone(), true) {
+                Ok(t) => Ok(t),
+                Err(e) => {
+                    // Undo: the topic must not half-exist after a failure.
+                    let path = this.meta_path(&meta.name);
+                    if let Err(rm) = std::fs::remove_file(&path) {
+                        tracing::error!(path = %path.display(), error = %rm, "cannot remove metadata of failed topic creation");
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|join| TopicError::Io {
+            path: self.meta_path(name),
+            source: std::io::Error::other(join.to_string()),
+        })??;
+        tracing::info!(topic = name, partitions, "topic created");
+        self.write_topics()
+            .insert(name.to_string(), Arc::new(topic));
+        Ok(())
+    }
+
+    /// Deletes a topic: metadata first, then its logs and directories.
+    pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), TopicError> {
+        let _admin = self.admin.lock().await;
+        let Some(topic) = self.write_topics().remove(name) else {
+            return Err(TopicError::Unknown(name.to_string()));
+        };
+        let meta_path = self.meta_path(name);
+        let meta_dir = self.meta_dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), TopicError> {
+            std::fs::remove_file(&meta_path).map_err(io_err(&meta_path))?;
+            sync_dir(&meta_dir)
+        })
+        .await
+        .map_err(|join| TopicError::Io {
+            path: self.meta_path(name),
+            source: std::io::Error::other(join.to_string()),
+        })??;
+        let dirs: Vec<PathBuf> = (0..topic.partitions.len())
+            .filter_map(|p| u32::try_from(p).ok())
+            .map(|p| self.partition_dir(name, p))
+            .collect();
+        let topic = Arc::try_unwrap(topic);
+        if let Ok(topic) = topic {
+            for log in topic.partitions {
+                // Requests still holding the log finish against the unlinked
+                // files; nothing durable is wanted from a deleted topic.
+                if let Ok(log) = Arc::try_unwrap(log) {
+                    if let Err(e) = log.close().await {
+                        tracing::debug!(topic = name, error = %e, "closing a deleted partition log failed");
+                    }
+                }
+            }
+        }
+        let data_dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), TopicError> {
+            for dir in &dirs {
+                match std::fs::remove_dir_all(dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(dir)(e)),
+                }
+            }
+            sync_dir(&data_dir)
+        })
+        .await
+        .map_err(|join| TopicError::Io {
+            path: self.data_dir.clone(),
+            source: std::io::Error::other(join.to_string()),
+        })??;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    fn write_meta(&self, meta: &TopicMeta) -> Result<(), TopicError> {
+        let path = self.meta_path(&meta.name);
+        let tmp = self.meta_dir.join(format!("{}.{META_TMP_EXT}", meta.name));
+        let text = toml::to_string(meta).map_err(|e| TopicError::BadMeta {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(&self.meta_dir)
+    }
+
+    /// Every partition log with its topic name and partition id.
+    pub fn all_logs(&self) -> Vec<(Arc<str>, u32, Arc<PartitionLog>)> {
+        let mut out = Vec::new();
+        for topic in self.list() {
+            let name: Arc<str> = Arc::from(topic.name.as_str());
+            for (p, log) in topic.partitions.iter().enumerate() {
+                if let Ok(p) = u32::try_from(p) {
+                    out.push((name.clone(), p, log.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Closes every log (flush + clean-shutdown marker). A log some task
+    /// still holds is flushed instead and will recover on next start.
+    pub async fn close_all(&self) {
+        let topics: Vec<Arc<Topic>> = self.write_topics().drain().map(|(_, t)| t).collect();
+        for topic in topics {
+            let name = topic.name.clone();
+            let partitions = match Arc::try_unwrap(topic) {
+                Ok(t) => t.partitions,
+                Err(shared) => shared.partitions.clone(),
+            };
+            for (p, log) in partitions.into_iter().enumerate() {
+                match Arc::try_unwrap(log) {
+                    Ok(log) => {
+                        if let Err(e) = log.close().await {
+                            tracing::error!(topic = %name, partition = p, error = %e, "closing partition log failed");
+                        }
+                    }
+                    Err(shared) => {
+                        tracing::warn!(topic = %name, partition = p, "partition log still in use at shutdown; flushing only (it will recover on next start)");
+                        if let Err(e) = shared.flush().await {
+                            tracing::error!(topic = %name, partition = p, error = %e, "flushing partition log failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn read_meta(path: &Path) -> Result<TopicMeta, TopicError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let meta: TopicMeta = toml::from_str(&text).map_err(|e| TopicError::BadMeta {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let expected = path.file_stem().and_then(|s| s.to_str());
+    if expected != Some(meta.name.as_str()) {
+        return Err(TopicError::BadMeta {
+            path: path.to_path_buf(),
+            reason: format!("file names topic {:?}", meta.name),
+        });
+    }
+    Ok(meta)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), TopicError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in [
+            "a",
+            "orders",
+            "my.topic_v2-x",
+            &"x".repeat(TOPIC_NAME_BYTES_MAX),
+        ] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok:?} rejected");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "ü",
+            &"x".repeat(TOPIC_NAME_BYTES_MAX + 1),
+        ] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn overrides_parse_and_reject_bad_values() {
+        let base = crate::BrokerConfig::default()
+            .topic_defaults()
+            .unwrap_or_else(|e| panic!("defaults: {e}"));
+        let c = base
+            .with_overrides([
+                ("retention.ms", "60000"),
+                ("retention.bytes", "-1"),
+                ("segment.bytes", "65536"),
+                ("flush.policy", "interval_ms:50"),
+                ("max.message.bytes", "2048"),
+            ])
+            .unwrap_or_else(|e| panic!("overrides: {e}"));
+        assert_eq!(c.retention_ms, Some(60_000));
+        assert_eq!(c.retention_bytes, None);
+        assert_eq!(c.segment_bytes, 65_536);
+        assert_eq!(c.fsync, FsyncPolicy::IntervalMs(50));
+        assert_eq!(c.max_message_bytes, 2048);
+        for (k, v) in [
+            ("retention.ms", "soon"),
+            ("retention.ms", "-5"),
+            ("segment.bytes", "-1"),
+            ("flush.policy", "sometimes"),
+            ("flush.policy", "interval_ms:0"),
+            ("max.message.bytes", "10"),
+            ("no.such.key", "1"),
+        ] {
+            assert!(base.with_overrides([(k, v)]).is_err(), "{k}={v} accepted");
+        }
+    }
+}
