@@ -23,6 +23,9 @@
 //!   partition that no other member still owns. Partitions still owned
 //!   elsewhere come on a later heartbeat, after their owner released them.
 //!
+//! A group whose last member leaves or expires is dropped from memory: its
+//! committed offsets (in the offsets store) are all that remains of it.
+//!
 //! **Invariant**: no partition is owned by two members at any time. Members
 //! a rebalance does not touch keep their partitions (and keep consuming)
 //! throughout.
@@ -663,7 +666,7 @@ impl Coordinator {
         }
         // Revocations the member confirms by no longer listing them.
         if let Some(owned) = &req.owned {
-            for (topic, p) in pairs(&member.pending_revocation).into_iter().filter(|_| false) {
+            for (topic, p) in pairs(&member.pending_revocation) {
                 if !contains(owned, &topic, p) {
                     remove(&mut member.pending_revocation, &topic, p);
                 }

@@ -749,3 +749,32 @@ fn random_churn_never_double_assigns() {
         }
     }
 }
+
+#[test]
+fn group_size_is_bounded() {
+    use rill_protocol::wire::ErrorCode;
+    let config = CoordinatorConfig {
+        members_per_group_max: 2,
+        ..CoordinatorConfig::default()
+    };
+    let mut c = Coordinator::new(config);
+    let topics = BTreeMap::new();
+    let join = || HeartbeatRequest {
+        group_id: GROUP.to_owned(),
+        member_epoch: JOIN_EPOCH,
+        subscribed_topics: Some(set(&["t"])),
+        ..HeartbeatRequest::default()
+    };
+    let now = Instant::now();
+    let first = c.heartbeat(join(), now, &topics).expect("first joins");
+    c.heartbeat(join(), now, &topics).expect("second joins");
+    let err = c.heartbeat(join(), now, &topics).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidRequest);
+    assert_eq!(c.member_count(GROUP), 2);
+    // A member already in the group may still rejoin.
+    let mut rejoin = join();
+    rejoin.member_id = first.member_id;
+    c.heartbeat(rejoin, now, &topics)
+        .expect("rejoin of a known member");
+    assert_eq!(c.member_count(GROUP), 2);
+}

@@ -522,6 +522,7 @@ fn replay(
         if bytes.is_empty() {
             break;
         }
+        let before = next;
         for batch in BatchIter::new(&bytes) {
             let batch = batch?;
             let records = batch.validate_full()?;
@@ -533,6 +534,9 @@ fn replay(
                 replayed += 1;
             }
             next = batch.header().next_offset();
+        }
+        if next <= before {
+            return Err(corrupt(format!("no whole batch readable at offset {next}")));
         }
     }
     Ok(replayed)

@@ -33,8 +33,9 @@ use super::offsets::{CommittedOffset, GroupOffsets, OffsetStore, OffsetStoreErro
 /// `group` and `topic`. The broker's metrics module should own the name.
 pub const GROUP_LAG_METRIC: &str = "rill_group_lag";
 
-/// The broker's topics as the coordinator needs them.
-pub trait TopicView {
+/// The broker's topics as the coordinator needs them. `Sync` so that the
+/// handlers' futures, which hold a `&dyn TopicView`, are `Send`.
+pub trait TopicView: Send + Sync {
     /// Partition count of every topic.
     fn partition_counts(&self) -> BTreeMap<String, u32>;
     fn log_start_offset(&self, topic: &str, partition: u32) -> Option<u64>;
@@ -692,7 +693,14 @@ mod tests {
         );
         let (id, epoch) = (joined.member_id.clone(), joined.member_epoch);
 
-        let ok = groups.commit(commit_req(&id, epoch, 0, 4), &topics).await;
+        // The futures handlers await must be Send (tasks move threads).
+        fn send<F: std::future::Future + Send>(f: F) -> F {
+            f
+        }
+        let ok = send(groups.commit(commit_req(&id, epoch, 0, 4), &topics)).await;
+        let _ = send(groups.delete(DeleteGroupsRequest::default())).await;
+        let none = send(groups.reset(reset_req(ResetSpec::Earliest, 0, true), &topics)).await;
+        assert_eq!(none.error, ErrorCode::NonEmptyGroup);
         assert_eq!(code_of(&ok), ErrorCode::None);
         let stale = groups
             .commit(commit_req(&id, epoch - 1, 0, 5), &topics)

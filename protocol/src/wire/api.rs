@@ -21,26 +21,26 @@ pub enum ApiKey {
     Produce = 5,
     Fetch = 6,
     // 7..=9 unassigned.
-    /// Reserved for consumer groups; no body is defined yet.
+    /// Consumer group membership, heartbeats and assignments (KIP-848 style).
     ConsumerGroupHeartbeat = 10,
-    /// Reserved for consumer groups; no body is defined yet.
+    /// A member leaves its group.
     LeaveGroup = 11,
-    /// Reserved for consumer groups; no body is defined yet.
+    /// Commit consumed offsets.
     OffsetCommit = 12,
-    /// Reserved for consumer groups; no body is defined yet.
+    /// Read committed offsets.
     OffsetFetch = 13,
-    /// Reserved for consumer groups; no body is defined yet.
+    /// List consumer groups.
     ListGroups = 14,
-    /// Reserved for consumer groups; no body is defined yet.
+    /// Describe consumer groups: members, assignments, offsets, lag.
     DescribeGroups = 15,
-    /// Reserved for consumer groups; no body is defined yet.
+    /// Delete empty consumer groups.
     DeleteGroups = 16,
-    /// Reserved for consumer groups; no body is defined yet.
+    /// Reset an empty group's offsets.
     ResetOffsets = 17,
 }
 
 impl ApiKey {
-    /// Every defined key, implemented or reserved, in numeric order.
+    /// Every defined key, in numeric order.
     pub const ALL: &'static [ApiKey] = &[
         ApiKey::ApiVersions,
         ApiKey::Metadata,
@@ -86,8 +86,8 @@ impl ApiKey {
         })
     }
 
-    /// The versions of this API this build implements; `None` for the
-    /// reserved keys whose bodies are not defined yet.
+    /// The versions of this API this build implements; `None` for a key
+    /// listed but not implemented.
     pub fn supported_versions(self) -> Option<RangeInclusive<u16>> {
         SUPPORTED_APIS
             .iter()
@@ -123,8 +123,7 @@ impl ApiVersionRange {
     }
 }
 
-/// The implemented APIs and their version ranges. Reserved keys are absent
-/// until their bodies exist.
+/// The implemented APIs and their version ranges.
 pub const SUPPORTED_APIS: &[ApiVersionRange] = &[
     supported(ApiKey::ApiVersions, 0, 0),
     supported(ApiKey::Metadata, 0, 0),
@@ -133,6 +132,14 @@ pub const SUPPORTED_APIS: &[ApiVersionRange] = &[
     supported(ApiKey::ListOffsets, 0, 0),
     supported(ApiKey::Produce, 0, 0),
     supported(ApiKey::Fetch, 0, 0),
+    supported(ApiKey::ConsumerGroupHeartbeat, 0, 0),
+    supported(ApiKey::LeaveGroup, 0, 0),
+    supported(ApiKey::OffsetCommit, 0, 0),
+    supported(ApiKey::OffsetFetch, 0, 0),
+    supported(ApiKey::ListGroups, 0, 0),
+    supported(ApiKey::DescribeGroups, 0, 0),
+    supported(ApiKey::DeleteGroups, 0, 0),
+    supported(ApiKey::ResetOffsets, 0, 0),
 ];
 
 const fn supported(key: ApiKey, min: u16, max: u16) -> ApiVersionRange {

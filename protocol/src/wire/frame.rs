@@ -16,10 +16,14 @@ use super::codec::{
     encoded_len, get_string, get_u16, get_u32, Chunks, Counter, Encode, Encoder, Sink, U32_LEN,
 };
 use super::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    WireError,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FetchRequest, FetchResponse, LeaveGroupRequest, LeaveGroupResponse,
+    ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, ResetOffsetsRequest,
+    ResetOffsetsResponse, WireError,
 };
 
 /// Size of the `u32` length prefix before every frame.
@@ -105,6 +109,14 @@ pub enum Request {
     ListOffsets(ListOffsetsRequest),
     Produce(ProduceRequest),
     Fetch(FetchRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    ListGroups(ListGroupsRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    ResetOffsets(ResetOffsetsRequest),
 }
 
 /// A decoded response body of any implemented API.
@@ -117,6 +129,14 @@ pub enum Response {
     ListOffsets(ListOffsetsResponse),
     Produce(ProduceResponse),
     Fetch(FetchResponse),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    LeaveGroup(LeaveGroupResponse),
+    OffsetCommit(OffsetCommitResponse),
+    OffsetFetch(OffsetFetchResponse),
+    ListGroups(ListGroupsResponse),
+    DescribeGroups(DescribeGroupsResponse),
+    DeleteGroups(DeleteGroupsResponse),
+    ResetOffsets(ResetOffsetsResponse),
 }
 
 /// Fails with [`WireError::TrailingBytes`] unless the body was consumed.
@@ -137,6 +157,14 @@ impl Request {
             Request::ListOffsets(_) => ApiKey::ListOffsets,
             Request::Produce(_) => ApiKey::Produce,
             Request::Fetch(_) => ApiKey::Fetch,
+            Request::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+            Request::LeaveGroup(_) => ApiKey::LeaveGroup,
+            Request::OffsetCommit(_) => ApiKey::OffsetCommit,
+            Request::OffsetFetch(_) => ApiKey::OffsetFetch,
+            Request::ListGroups(_) => ApiKey::ListGroups,
+            Request::DescribeGroups(_) => ApiKey::DescribeGroups,
+            Request::DeleteGroups(_) => ApiKey::DeleteGroups,
+            Request::ResetOffsets(_) => ApiKey::ResetOffsets,
         }
     }
 
@@ -154,19 +182,16 @@ impl Request {
             ApiKey::ListOffsets => Request::ListOffsets(ListOffsetsRequest::decode(body)?),
             ApiKey::Produce => Request::Produce(ProduceRequest::decode(body)?),
             ApiKey::Fetch => Request::Fetch(FetchRequest::decode(body)?),
-            ApiKey::ConsumerGroupHeartbeat
-            | ApiKey::LeaveGroup
-            | ApiKey::OffsetCommit
-            | ApiKey::OffsetFetch
-            | ApiKey::ListGroups
-            | ApiKey::DescribeGroups
-            | ApiKey::DeleteGroups
-            | ApiKey::ResetOffsets => {
-                return Err(WireError::UnsupportedVersion {
-                    key,
-                    version: header.api_version,
-                })
+            ApiKey::ConsumerGroupHeartbeat => {
+                Request::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::decode(body)?)
             }
+            ApiKey::LeaveGroup => Request::LeaveGroup(LeaveGroupRequest::decode(body)?),
+            ApiKey::OffsetCommit => Request::OffsetCommit(OffsetCommitRequest::decode(body)?),
+            ApiKey::OffsetFetch => Request::OffsetFetch(OffsetFetchRequest::decode(body)?),
+            ApiKey::ListGroups => Request::ListGroups(ListGroupsRequest::decode(body)?),
+            ApiKey::DescribeGroups => Request::DescribeGroups(DescribeGroupsRequest::decode(body)?),
+            ApiKey::DeleteGroups => Request::DeleteGroups(DeleteGroupsRequest::decode(body)?),
+            ApiKey::ResetOffsets => Request::ResetOffsets(ResetOffsetsRequest::decode(body)?),
         };
         expect_end(body)?;
         Ok(request)
@@ -183,6 +208,14 @@ impl Encode for Request {
             Request::ListOffsets(r) => r.encode_to(e),
             Request::Produce(r) => r.encode_to(e),
             Request::Fetch(r) => r.encode_to(e),
+            Request::ConsumerGroupHeartbeat(r) => r.encode_to(e),
+            Request::LeaveGroup(r) => r.encode_to(e),
+            Request::OffsetCommit(r) => r.encode_to(e),
+            Request::OffsetFetch(r) => r.encode_to(e),
+            Request::ListGroups(r) => r.encode_to(e),
+            Request::DescribeGroups(r) => r.encode_to(e),
+            Request::DeleteGroups(r) => r.encode_to(e),
+            Request::ResetOffsets(r) => r.encode_to(e),
         }
     }
 }
@@ -197,6 +230,14 @@ impl Response {
             Response::ListOffsets(_) => ApiKey::ListOffsets,
             Response::Produce(_) => ApiKey::Produce,
             Response::Fetch(_) => ApiKey::Fetch,
+            Response::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+            Response::LeaveGroup(_) => ApiKey::LeaveGroup,
+            Response::OffsetCommit(_) => ApiKey::OffsetCommit,
+            Response::OffsetFetch(_) => ApiKey::OffsetFetch,
+            Response::ListGroups(_) => ApiKey::ListGroups,
+            Response::DescribeGroups(_) => ApiKey::DescribeGroups,
+            Response::DeleteGroups(_) => ApiKey::DeleteGroups,
+            Response::ResetOffsets(_) => ApiKey::ResetOffsets,
         }
     }
 
@@ -213,14 +254,18 @@ impl Response {
             ApiKey::ListOffsets => Response::ListOffsets(ListOffsetsResponse::decode(body)?),
             ApiKey::Produce => Response::Produce(ProduceResponse::decode(body)?),
             ApiKey::Fetch => Response::Fetch(FetchResponse::decode(body)?),
-            ApiKey::ConsumerGroupHeartbeat
-            | ApiKey::LeaveGroup
-            | ApiKey::OffsetCommit
-            | ApiKey::OffsetFetch
-            | ApiKey::ListGroups
-            | ApiKey::DescribeGroups
-            | ApiKey::DeleteGroups
-            | ApiKey::ResetOffsets => return Err(WireError::UnsupportedVersion { key, version }),
+            ApiKey::ConsumerGroupHeartbeat => {
+                Response::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse::decode(body)?)
+            }
+            ApiKey::LeaveGroup => Response::LeaveGroup(LeaveGroupResponse::decode(body)?),
+            ApiKey::OffsetCommit => Response::OffsetCommit(OffsetCommitResponse::decode(body)?),
+            ApiKey::OffsetFetch => Response::OffsetFetch(OffsetFetchResponse::decode(body)?),
+            ApiKey::ListGroups => Response::ListGroups(ListGroupsResponse::decode(body)?),
+            ApiKey::DescribeGroups => {
+                Response::DescribeGroups(DescribeGroupsResponse::decode(body)?)
+            }
+            ApiKey::DeleteGroups => Response::DeleteGroups(DeleteGroupsResponse::decode(body)?),
+            ApiKey::ResetOffsets => Response::ResetOffsets(ResetOffsetsResponse::decode(body)?),
         };
         expect_end(body)?;
         Ok(response)
@@ -237,6 +282,14 @@ impl Encode for Response {
             Response::ListOffsets(r) => r.encode_to(e),
             Response::Produce(r) => r.encode_to(e),
             Response::Fetch(r) => r.encode_to(e),
+            Response::ConsumerGroupHeartbeat(r) => r.encode_to(e),
+            Response::LeaveGroup(r) => r.encode_to(e),
+            Response::OffsetCommit(r) => r.encode_to(e),
+            Response::OffsetFetch(r) => r.encode_to(e),
+            Response::ListGroups(r) => r.encode_to(e),
+            Response::DescribeGroups(r) => r.encode_to(e),
+            Response::DeleteGroups(r) => r.encode_to(e),
+            Response::ResetOffsets(r) => r.encode_to(e),
         }
     }
 }

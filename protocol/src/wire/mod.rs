@@ -54,9 +54,8 @@
 //! # API keys and versions
 //!
 //! See [`ApiKey`] for the numbers and [`SUPPORTED_APIS`] for the version
-//! ranges (all APIs are at version 0 for now). Keys 10..=17 are reserved
-//! for consumer groups; requests using them fail with
-//! [`WireError::UnsupportedVersion`] until their bodies are defined.
+//! ranges (all APIs are at version 0 for now). Keys 10..=17 are the
+//! consumer group APIs.
 //!
 //! # Bodies (version 0)
 //!
@@ -111,6 +110,67 @@
 //!     Topic     = string name | [Partition] partitions
 //!     Partition = u32 partition | error | u64 high_watermark (= log end offset)
 //!                 | u64 log_start_offset | bytes records     whole batches back to back
+//!
+//! TopicPartitions = string topic | [u32] partitions          (used by the group APIs)
+//!
+//! ConsumerGroupHeartbeat (10)
+//!   request  = string group_id | string member_id ("" to join)
+//!              | i32 member_epoch (0 = join, -1 = leave, -2 = static leave)
+//!              | nullable string instance_id | u32 rebalance_timeout_ms
+//!              | u32 session_timeout_ms (0 = broker default)
+//!              | nullable [string] subscribed_topics     null = unchanged
+//!              | nullable string assignor                null = unchanged / group default
+//!              | nullable [TopicPartitions] owned        null = unchanged
+//!   response = error | nullable string error_message | string member_id
+//!              | i32 member_epoch | u32 heartbeat_interval_ms
+//!              | nullable [TopicPartitions] assignment   null = unchanged
+//!
+//! LeaveGroup (11)
+//!   request  = string group_id | string member_id
+//!   response = error
+//!
+//! OffsetCommit (12)
+//!   request  = string group_id | string member_id
+//!              | i32 member_epoch (-1 = admin commit while the group is empty)
+//!              | [Topic] topics
+//!     Topic     = string name | [Partition] partitions
+//!     Partition = u32 partition | u64 offset | nullable string metadata
+//!   response = [Topic] topics
+//!     Topic     = string name | [Partition] partitions
+//!     Partition = u32 partition | error
+//!
+//! OffsetFetch (13)
+//!   request  = string group_id | nullable [TopicPartitions] topics   null = all
+//!   response = error | [Topic] topics
+//!     Topic     = string name | [Partition] partitions
+//!     Partition = u32 partition | i64 offset (-1 = none) | nullable string metadata | error
+//!
+//! ListGroups (14)
+//!   request  = (empty)
+//!   response = error | [Group] groups
+//!     Group = string group_id | string state | u32 members
+//!
+//! DescribeGroups (15)
+//!   request  = [string] group_ids
+//!   response = [Group] groups                                 one per id
+//!     Group  = string group_id | error | string state | string assignor
+//!              | i32 group_epoch | [Member] members | [Offset] offsets
+//!     Member = string member_id | string client_id | i32 member_epoch
+//!              | [TopicPartitions] assignment | [TopicPartitions] pending_revocation
+//!     Offset = string topic | u32 partition | i64 committed (-1 = none)
+//!              | u64 log_end | i64 lag (-1 = no commit)
+//!
+//! DeleteGroups (16)
+//!   request  = [string] group_ids
+//!   response = [Result] results                               one per id
+//!     Result = string group_id | error
+//!
+//! ResetOffsets (17)
+//!   request  = string group_id | string topic | nullable [u32] partitions (null = all)
+//!              | u8 spec (0 earliest, 1 latest, 2 to offset, 3 to timestamp)
+//!              | i64 value | bool dry_run
+//!   response = error | nullable string error_message | [Partition] partitions
+//!     Partition = u32 partition | i64 old (-1 = none) | u64 new
 //! ```
 //!
 //! # Zero copy
@@ -141,21 +201,34 @@ pub(crate) mod codec;
 pub mod api;
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_groups;
 pub mod error;
 pub mod error_code;
 pub mod fetch;
 pub mod frame;
+pub mod group_heartbeat;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
+pub mod reset_offsets;
 
 pub use api::{ApiKey, ApiVersionRange, SUPPORTED_APIS};
 pub use api_versions::{ApiVersionsRequest, ApiVersionsResponse};
 pub use create_topics::{
     topic_config, CreatableTopic, CreatableTopicResult, CreateTopicsRequest, CreateTopicsResponse,
 };
+pub use delete_groups::{DeletableGroupResult, DeleteGroupsRequest, DeleteGroupsResponse};
 pub use delete_topics::{DeletableTopicResult, DeleteTopicsRequest, DeleteTopicsResponse};
+pub use describe_groups::{
+    DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup, DescribedGroupMember,
+    DescribedGroupOffset, NO_OFFSET,
+};
 pub use error::WireError;
 pub use error_code::ErrorCode;
 pub use fetch::{
@@ -167,6 +240,12 @@ pub use frame::{
     encode_response_frame_vectored, Request, RequestHeader, Response, ResponseHeader,
     FRAME_LENGTH_PREFIX_BYTES,
 };
+pub use group_heartbeat::{
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, TopicPartitions,
+    MEMBER_EPOCH_JOIN, MEMBER_EPOCH_LEAVE, MEMBER_EPOCH_STATIC_LEAVE,
+};
+pub use leave_group::{LeaveGroupRequest, LeaveGroupResponse};
+pub use list_groups::{ListGroupsRequest, ListGroupsResponse, ListedGroup};
 pub use list_offsets::{
     ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
     ListOffsetsTopic, ListOffsetsTopicResponse, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, NO_TIMESTAMP,
@@ -174,7 +253,18 @@ pub use list_offsets::{
 pub use metadata::{
     MetadataBroker, MetadataPartition, MetadataRequest, MetadataResponse, MetadataTopic,
 };
+pub use offset_commit::{
+    OffsetCommitPartition, OffsetCommitPartitionResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetCommitTopic, OffsetCommitTopicResponse, MEMBER_EPOCH_ADMIN_COMMIT,
+};
+pub use offset_fetch::{
+    OffsetFetchPartitionResponse, OffsetFetchRequest, OffsetFetchResponse,
+    OffsetFetchTopicResponse, NO_COMMITTED_OFFSET,
+};
 pub use produce::{
     Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
     ProduceTopic, ProduceTopicResponse, NO_LOG_APPEND_TIME,
+};
+pub use reset_offsets::{
+    ResetOffsetsRequest, ResetOffsetsResponse, ResetPartitionResult, ResetSpec,
 };

@@ -10,4 +10,5 @@ mod wire_codes;
 mod wire_common;
 mod wire_errors;
 mod wire_fuzz;
+mod wire_groups;
 mod wire_roundtrip;
