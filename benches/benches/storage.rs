@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rill_benches::make_batch;
 use rill_protocol::Compression;
 use rill_storage::io::{open_backend, IoBackend, IoBackendChoice};
@@ -60,7 +60,9 @@ fn append_page_cache(c: &mut Criterion) {
                 let start = Instant::now();
                 rt.block_on(async {
                     for bytes in inputs {
-                        log.append(bytes, Durability::Written).await.expect("append");
+                        log.append(bytes, Durability::Written)
+                            .await
+                            .expect("append");
                     }
                 });
                 start.elapsed()

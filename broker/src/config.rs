@@ -39,8 +39,19 @@ pub const FRAME_BYTES_MAX_DEFAULT: u64 = rill_protocol::limits::FRAME_BYTES_MAX_
 pub const CONNECTION_INFLIGHT_BYTES_MAX_DEFAULT: u64 = 64 * MIB;
 pub const BROKER_INFLIGHT_BYTES_MAX_DEFAULT: u64 = 512 * MIB;
 pub const CONNECTIONS_MAX_DEFAULT: u32 = 10_000;
+/// New connections accepted per second at most (Kafka's
+/// `max.connection.creation.rate`, unlimited there). Unpaced, a storm of
+/// ~12,000 connects a second cut an existing client to 0.05-0.09 of its
+/// rate on 2 cores (RELIABILITY.md); excess connects wait in the kernel's
+/// accept queue. 2,000/s still reconnects a 10,000-client fleet in 5 s.
+pub const CONNECTION_ACCEPT_RATE_MAX_DEFAULT: u32 = 2_000;
 pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 30_000;
 pub const SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// How long a client may take to send one whole frame once its first byte
+/// arrived (30 s, Kafka's `request.timeout.ms` default). Idle time *between*
+/// frames is not limited: an idle connection costs a socket and a few KiB,
+/// while a half-sent frame holds in-flight budget that other clients need.
+pub const REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 pub const NUM_PARTITIONS_DEFAULT: u32 = 1;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1024 * MIB;
 pub const SEGMENT_MS_DEFAULT: i64 = 7 * DAY_MS;
@@ -53,6 +64,16 @@ pub const FSYNC_DEFAULT: &str = "never";
 /// Kafka's 1 MiB).
 pub const MAX_MESSAGE_BYTES_DEFAULT: u32 = rill_storage::config::MAX_BATCH_BYTES_DEFAULT;
 pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+/// Session timeout of group members that do not ask for one (Kafka's
+/// `session.timeout.ms` default).
+pub const GROUP_SESSION_TIMEOUT_MS_DEFAULT: u32 =
+    crate::coordinator::group::SESSION_TIMEOUT_MS_DEFAULT;
+/// Shortest session a member may have: below this a GC pause or a slow
+/// disk would expire healthy members.
+pub const GROUP_SESSION_TIMEOUT_MS_MIN: u32 = crate::coordinator::group::SESSION_TIMEOUT_MS_MIN;
+/// How often members are told to heartbeat.
+pub const GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT: u32 =
+    crate::coordinator::group::HEARTBEAT_INTERVAL_MS_DEFAULT;
 
 /// Semaphore permits are counted in `u32` per acquisition.
 const INFLIGHT_BYTES_LIMIT: u64 = u32::MAX as u64;
@@ -132,6 +153,10 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_CONNECTIONS_MAX", default_value_t = CONNECTIONS_MAX_DEFAULT)]
     pub connections_max: u32,
 
+    /// Most new connections accepted per second; further ones wait in the accept queue.
+    #[arg(long, env = "RILL_CONNECTION_ACCEPT_RATE_MAX", default_value_t = CONNECTION_ACCEPT_RATE_MAX_DEFAULT)]
+    pub connection_accept_rate_max: u32,
+
     /// How often retention is enforced on every log.
     #[arg(long, env = "RILL_RETENTION_CHECK_INTERVAL_MS", default_value_t = RETENTION_CHECK_INTERVAL_MS_DEFAULT)]
     pub retention_check_interval_ms: u64,
@@ -139,6 +164,10 @@ pub struct BrokerConfig {
     /// How long graceful shutdown waits for in-flight requests.
     #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_MS", default_value_t = SHUTDOWN_TIMEOUT_MS_DEFAULT)]
     pub shutdown_timeout_ms: u64,
+
+    /// Longest a client may take to send one frame after its first byte; slower ones are disconnected.
+    #[arg(long, env = "RILL_REQUEST_READ_TIMEOUT_MS", default_value_t = REQUEST_READ_TIMEOUT_MS_DEFAULT)]
+    pub request_read_timeout_ms: u64,
 
     /// Default partition count of new topics.
     #[arg(long, env = "RILL_NUM_PARTITIONS", default_value_t = NUM_PARTITIONS_DEFAULT)]
@@ -172,6 +201,14 @@ pub struct BrokerConfig {
     /// Default bytes of log between offset-index entries (topic key `index.interval.bytes`).
     #[arg(long, env = "RILL_INDEX_INTERVAL_BYTES", default_value_t = INDEX_INTERVAL_BYTES_DEFAULT)]
     pub index_interval_bytes: u32,
+
+    /// Session timeout of consumer group members that do not ask for one (at least 1000).
+    #[arg(long, env = "RILL_GROUP_SESSION_TIMEOUT_MS", default_value_t = GROUP_SESSION_TIMEOUT_MS_DEFAULT)]
+    pub group_session_timeout_ms: u32,
+
+    /// How often consumer group members are told to heartbeat; below the session timeout.
+    #[arg(long, env = "RILL_GROUP_HEARTBEAT_INTERVAL_MS", default_value_t = GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT)]
+    pub group_heartbeat_interval_ms: u32,
 }
 
 /// Why a configuration could not be loaded.
@@ -218,8 +255,10 @@ impl Default for BrokerConfig {
             connection_inflight_bytes_max: CONNECTION_INFLIGHT_BYTES_MAX_DEFAULT,
             broker_inflight_bytes_max: BROKER_INFLIGHT_BYTES_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
+            connection_accept_rate_max: CONNECTION_ACCEPT_RATE_MAX_DEFAULT,
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS_DEFAULT,
+            request_read_timeout_ms: REQUEST_READ_TIMEOUT_MS_DEFAULT,
             num_partitions: NUM_PARTITIONS_DEFAULT,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             segment_ms: SEGMENT_MS_DEFAULT,
@@ -228,6 +267,8 @@ impl Default for BrokerConfig {
             fsync: FsyncPolicy::Never,
             max_message_bytes: MAX_MESSAGE_BYTES_DEFAULT,
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            group_session_timeout_ms: GROUP_SESSION_TIMEOUT_MS_DEFAULT,
+            group_heartbeat_interval_ms: GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -315,6 +356,12 @@ impl BrokerConfig {
         if self.connections_max == 0 {
             return invalid("connections_max must be at least 1".into());
         }
+        if self.connection_accept_rate_max == 0 {
+            return invalid("connection_accept_rate_max must be at least 1".into());
+        }
+        if self.request_read_timeout_ms == 0 {
+            return invalid("request_read_timeout_ms must be at least 1".into());
+        }
         if self.retention_check_interval_ms == 0 {
             return invalid("retention_check_interval_ms must be at least 1".into());
         }
@@ -324,12 +371,40 @@ impl BrokerConfig {
                 self.num_partitions
             ));
         }
+        if self.group_session_timeout_ms < GROUP_SESSION_TIMEOUT_MS_MIN {
+            return invalid(format!(
+                "group_session_timeout_ms {} must be at least {GROUP_SESSION_TIMEOUT_MS_MIN}",
+                self.group_session_timeout_ms
+            ));
+        }
+        if self.group_heartbeat_interval_ms == 0
+            || self.group_heartbeat_interval_ms >= self.group_session_timeout_ms
+        {
+            return invalid(format!(
+                "group_heartbeat_interval_ms {} must be in 1..{} (below group_session_timeout_ms)",
+                self.group_heartbeat_interval_ms, self.group_session_timeout_ms
+            ));
+        }
         self.topic_defaults()
             .map_err(ConfigError::Invalid)?
             .to_log_config()
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("topic defaults: {e}")))?;
         Ok(())
+    }
+
+    /// The group coordinator's settings. A default session above the
+    /// coordinator's usual maximum raises that maximum with it.
+    pub fn coordinator_config(&self) -> crate::coordinator::CoordinatorConfig {
+        let defaults = crate::coordinator::CoordinatorConfig::default();
+        crate::coordinator::CoordinatorConfig {
+            session_timeout_ms_default: self.group_session_timeout_ms,
+            session_timeout_ms_max: defaults
+                .session_timeout_ms_max
+                .max(self.group_session_timeout_ms),
+            heartbeat_interval_ms: self.group_heartbeat_interval_ms,
+            ..defaults
+        }
     }
 
     /// The settings a topic gets when created without overrides.
@@ -424,6 +499,14 @@ mod tests {
                 ..ok.clone()
             },
             BrokerConfig {
+                connection_accept_rate_max: 0,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                request_read_timeout_ms: 0,
+                ..ok.clone()
+            },
+            BrokerConfig {
                 num_partitions: 0,
                 ..ok.clone()
             },
@@ -437,6 +520,14 @@ mod tests {
             },
             BrokerConfig {
                 fsync: FsyncPolicy::IntervalMs(0),
+                ..ok.clone()
+            },
+            BrokerConfig {
+                group_session_timeout_ms: 999,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                group_heartbeat_interval_ms: ok.group_session_timeout_ms,
                 ..ok.clone()
             },
         ];

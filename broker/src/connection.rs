@@ -20,8 +20,17 @@
 //! (see `handlers::produce::start`) so that pipelined produces to the same
 //! partition get offsets in request order.
 //!
-//! Bad input: a length prefix over the limit, EOF inside a frame, or a
-//! header that cannot be decoded closes the connection at once. A request
+//! Slow senders: a connection may sit idle between frames for as long as it
+//! likes, but once a frame's first byte has arrived the whole frame must
+//! arrive within `request_read_timeout_ms` (time spent waiting for budget
+//! does not count), else the connection is closed. A client trickling a
+//! frame a byte at a time would otherwise hold the budget bytes reserved
+//! for its announced length (up to `frame_bytes_max` of the broker's
+//! budget) for ever.
+//!
+//! Bad input: a length prefix over the limit, EOF inside a frame, a frame
+//! sent too slowly, or a header that cannot be decoded closes the connection
+//! at once. A request
 //! whose header decoded but whose key, version or body is bad gets an error
 //! response for its correlation id and then the connection is closed. That
 //! error response has the ApiVersions layout (`i16 error`, then the API
@@ -74,6 +83,10 @@ enum Closed {
     /// EOF inside a frame.
     #[error("peer closed the connection inside a frame")]
     Truncated,
+    /// A frame was still incomplete `request_read_timeout_ms` after its
+    /// first byte.
+    #[error("frame not complete within {0:?} of its first byte")]
+    ReadTimeout(std::time::Duration),
     #[error("frame length {len} is over the limit {max}")]
     FrameTooLarge { len: usize, max: usize },
     #[error("undecodable request header: {0}")]
@@ -92,6 +105,7 @@ impl Closed {
             Closed::Clean | Closed::WriterGone => None,
             Closed::Io(_) => Some("io"),
             Closed::Truncated => Some("truncated_frame"),
+            Closed::ReadTimeout(_) => Some("read_timeout"),
             Closed::FrameTooLarge { .. } => Some("frame_too_large"),
             Closed::BadHeader(_) => Some("bad_header"),
             Closed::BadRequest(WireError::UnknownApiKey(_)) => Some("unknown_api"),
@@ -285,6 +299,23 @@ async fn read_full<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut [u8]) -> std::io:
     Ok(filled)
 }
 
+/// Reads exactly `len` bytes into `body`.
+async fn read_body<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    body: &mut BytesMut,
+    len: usize,
+) -> Result<(), Closed> {
+    while body.len() < len {
+        let want = (len - body.len()) as u64;
+        match (&mut *rd).take(want).read_buf(body).await {
+            Ok(0) => return Err(Closed::Truncated),
+            Ok(_) => {}
+            Err(e) => return Err(Closed::Io(e)),
+        }
+    }
+    Ok(())
+}
+
 async fn read_loop(rd: OwnedReadHalf, tx: mpsc::Sender<Pending>, shared: &Arc<Shared>) -> Closed {
     let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
     let mut shutdown = shared.shutdown.clone();
@@ -296,15 +327,28 @@ async fn read_loop(rd: OwnedReadHalf, tx: mpsc::Sender<Pending>, shared: &Arc<Sh
         broker: shared.broker_inflight.clone(),
         broker_budget: budget_permits(shared.config.broker_inflight_bytes_max),
     };
+    let read_timeout = std::time::Duration::from_millis(shared.config.request_read_timeout_ms);
     loop {
         let mut prefix = [0u8; FRAME_LENGTH_PREFIX_BYTES];
+        let (prefix_first, prefix_rest) = prefix.split_at_mut(1);
+        // Idle between frames is fine; the frame's clock starts at its
+        // first byte.
         let got = tokio::select! {
-            got = read_full(&mut rd, &mut prefix) => got,
+            got = rd.read(prefix_first) => got,
             _ = crate::server::stopped(&mut shutdown) => return Closed::Clean,
         };
         match got {
             Ok(0) => return Closed::Clean,
-            Ok(n) if n < prefix.len() => return Closed::Truncated,
+            Ok(_) => {}
+            Err(e) => return Closed::Io(e),
+        }
+        let mut deadline = tokio::time::Instant::now() + read_timeout;
+        let got = match tokio::time::timeout_at(deadline, read_full(&mut rd, prefix_rest)).await {
+            Ok(got) => got,
+            Err(_) => return Closed::ReadTimeout(read_timeout),
+        };
+        match got {
+            Ok(n) if n < prefix_rest.len() => return Closed::Truncated,
             Ok(_) => {}
             Err(e) => return Closed::Io(e),
         }
@@ -316,17 +360,17 @@ async fn read_loop(rd: OwnedReadHalf, tx: mpsc::Sender<Pending>, shared: &Arc<Sh
             Err(e) => return Closed::BadHeader(e),
         };
 
+        // Waiting for budget is the broker's delay, not the client's.
+        let waiting_since = tokio::time::Instant::now();
         let Some(mut inflight) = budgets.acquire(len).await else {
             return Closed::Clean;
         };
+        deadline += waiting_since.elapsed();
         let mut body = BytesMut::with_capacity(len);
-        while body.len() < len {
-            let want = (len - body.len()) as u64;
-            match (&mut rd).take(want).read_buf(&mut body).await {
-                Ok(0) => return Closed::Truncated,
-                Ok(_) => {}
-                Err(e) => return Closed::Io(e),
-            }
+        match tokio::time::timeout_at(deadline, read_body(&mut rd, &mut body, len)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(closed)) => return closed,
+            Err(_) => return Closed::ReadTimeout(read_timeout),
         }
 
         let peeked_correlation_id = body
@@ -393,7 +437,7 @@ async fn read_loop(rd: OwnedReadHalf, tx: mpsc::Sender<Pending>, shared: &Arc<Sh
                 tokio::spawn(timed(api, started, finish).instrument(span))
             }
             other => {
-                let handler = handlers::dispatch(shared.clone(), other);
+                let handler = handlers::dispatch(shared.clone(), header.client_id, other);
                 tokio::spawn(timed(api, started, handler).instrument(span))
             }
         };

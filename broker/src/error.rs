@@ -21,10 +21,20 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    /// The data directory cannot be written (a read-only mount, wrong
+    /// permissions): opening logs must write, so the broker does not start.
+    #[error("data directory {path} is not writable: {source}")]
+    DataDirNotWritable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot open the storage I/O backend: {0}")]
     Backend(#[source] std::io::Error),
     #[error("cannot open topics: {0}")]
     Topics(#[from] TopicError),
+    #[error("cannot open the consumer offsets store: {0}")]
+    Offsets(#[from] crate::coordinator::OffsetStoreError),
     #[error("a start-up task failed: {0}")]
     Task(String),
 }
@@ -35,7 +45,12 @@ pub fn storage_error_code(e: &StorageError) -> ErrorCode {
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::InvalidBatch(b) => batch_error_code(b),
         StorageError::LogFailed { .. } => ErrorCode::LogFailed,
-        StorageError::Io { .. } | StorageError::Corrupt { .. } | StorageError::Closed => {
+        // Bytes on disk that fail their CRC: the batch is withheld, as
+        // Kafka answers a corrupt stored record.
+        StorageError::Corrupt { .. } => ErrorCode::CorruptMessage,
+        // A full disk is retriable: the log rolls back and takes appends
+        // again once space returns.
+        StorageError::Io { .. } | StorageError::WriteRefused { .. } | StorageError::Closed => {
             ErrorCode::StorageError
         }
         StorageError::Config(_) => ErrorCode::InvalidConfig,

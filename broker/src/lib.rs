@@ -2,14 +2,15 @@
 //! `rill-protocol`'s wire codec, appends to and reads from `rill-storage`'s
 //! partition logs, and exports Prometheus metrics.
 //!
-//! A single broker (node id 0) leads every partition; replication and
-//! consumer groups are later issues.
+//! A single broker (node id 0) leads every partition and coordinates every
+//! consumer group; replication is a later issue.
 //!
 //! # Layout
 //! - [`config`]: [`BrokerConfig`] — flags, `RILL_*` variables, TOML file,
 //!   defaults (in that precedence) and `validate()`.
 //! - [`server`]: [`Broker::start`] and [`BrokerHandle`]: the listener, the
-//!   maintenance task (fsync ticks, retention), graceful shutdown.
+//!   maintenance task (fsync ticks, retention, group session expiry and lag
+//!   gauges), graceful shutdown.
 //! - `connection`: one task pair per connection: a reader that frames,
 //!   bounds and decodes requests, and a writer that sends responses in
 //!   request order (pipelining).
@@ -19,8 +20,10 @@
 //!   create/delete, name and config rules.
 //! - [`metrics`]: metric names, the process-wide Prometheus recorder and the
 //!   `/metrics` endpoint.
-//! - [`coordinator`]: the consumer group coordinator (being built; not yet
-//!   wired into the handlers).
+//! - [`coordinator`]: the consumer group coordinator (KIP-848 heartbeats,
+//!   server-side assignment) and the durable committed offsets
+//!   (`data_dir/__consumer_offsets`); `handlers::groups` routes the eight
+//!   group APIs to it.
 //! - [`error`]: start-up errors and the one mapping from storage errors to
 //!   wire error codes.
 

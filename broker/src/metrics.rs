@@ -33,6 +33,19 @@ pub const FSYNC_DURATION_SECONDS: &str = "rill_fsync_duration_seconds";
 pub const LOG_END_OFFSET: &str = "rill_log_end_offset";
 pub const IO_BACKEND_INFO: &str = "rill_io_backend_info";
 pub const LOG_RECOVERIES_TOTAL: &str = "rill_log_recoveries_total";
+/// Bytes recovery cut from segment tails (torn or corrupt batches and
+/// everything after them) when opening partition logs.
+pub const RECOVERY_TRUNCATED_BYTES_TOTAL: &str = "rill_recovery_truncated_bytes_total";
+/// Offset or time index files recovery found missing or malformed and
+/// rebuilt from the log.
+pub const RECOVERY_INDEXES_REBUILT_TOTAL: &str = "rill_recovery_indexes_rebuilt_total";
+/// Whole segments recovery removed because they did not continue the log.
+pub const RECOVERY_SEGMENTS_DROPPED_TOTAL: &str = "rill_recovery_segments_dropped_total";
+/// Fetches refused because a stored batch failed its CRC.
+pub const STORAGE_CORRUPT_READS_TOTAL: &str = "rill_storage_corrupt_reads_total";
+/// A consumer group's lag on one partition: log end offset minus its
+/// committed offset (committed partitions only).
+pub const GROUP_LAG: &str = "rill_group_lag";
 
 /// Every name above, for the test that pins them.
 pub const ALL: &[&str] = &[
@@ -51,6 +64,11 @@ pub const ALL: &[&str] = &[
     LOG_END_OFFSET,
     IO_BACKEND_INFO,
     LOG_RECOVERIES_TOTAL,
+    GROUP_LAG,
+    RECOVERY_TRUNCATED_BYTES_TOTAL,
+    RECOVERY_INDEXES_REBUILT_TOTAL,
+    RECOVERY_SEGMENTS_DROPPED_TOTAL,
+    STORAGE_CORRUPT_READS_TOTAL,
 ];
 
 /// Histogram buckets for request and fsync latencies: 50 µs .. 10 s.
@@ -133,6 +151,27 @@ fn describe() {
     describe_counter!(
         LOG_RECOVERIES_TOTAL,
         "Partition logs opened without a clean-shutdown marker (recovery scan ran)"
+    );
+    describe_counter!(
+        RECOVERY_TRUNCATED_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes recovery cut from segment tails (torn or corrupt batches and all after them), by topic"
+    );
+    describe_counter!(
+        RECOVERY_INDEXES_REBUILT_TOTAL,
+        "Index files found missing or malformed at open and rebuilt from the log, by topic"
+    );
+    describe_counter!(
+        RECOVERY_SEGMENTS_DROPPED_TOTAL,
+        "Segments removed at open because they did not continue the log, by topic"
+    );
+    describe_counter!(
+        STORAGE_CORRUPT_READS_TOTAL,
+        "Fetches answered CorruptMessage because a stored batch failed its CRC, by topic"
+    );
+    describe_gauge!(
+        GROUP_LAG,
+        "Records a consumer group has yet to commit: log end offset minus committed offset, by group, topic and partition"
     );
 }
 

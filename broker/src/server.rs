@@ -6,7 +6,8 @@
 //! reading new requests (in-flight ones finish and are answered, long-poll
 //! fetches return early); wait for the connections up to
 //! `shutdown_timeout_ms`, aborting stragglers; stop maintenance; close every
-//! log (flush, write indexes, clean-shutdown marker).
+//! log (flush, write indexes, clean-shutdown marker), then the consumer
+//! offsets log.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::config::BrokerConfig;
 use crate::connection;
+use crate::coordinator::{GroupCoordinator, TopicView};
 use crate::error::BrokerError;
 use crate::metrics;
 use crate::topics::TopicRegistry;
@@ -27,6 +29,13 @@ use crate::topics::TopicRegistry;
 /// How often every log's `tick` runs (interval fsync of idle logs, roll by
 /// age) and the log end offset gauges are refreshed.
 pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the group coordinator expires silent members and notices
+/// topic changes. Well below the shortest session (1 s) so that expiry is
+/// late by at most a quarter of it.
+pub const GROUP_TICK_INTERVAL: Duration = Duration::from_millis(250);
+/// Directory (under `data_dir`) of the committed offsets log. Not a valid
+/// partition directory name (`<topic>-<n>`), so no topic can collide.
+pub const CONSUMER_OFFSETS_DIR: &str = "__consumer_offsets";
 /// Pause after a failed accept (typically EMFILE) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -39,6 +48,8 @@ pub(crate) struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Request bytes in flight across the whole broker.
     pub broker_inflight: Arc<Semaphore>,
+    /// The consumer group coordinator and its committed offsets.
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// Namespace for [`Broker::start`].
@@ -101,11 +112,18 @@ impl Broker {
             .topic_defaults()
             .map_err(crate::ConfigError::Invalid)?;
         let default_partitions = config.num_partitions;
-        let (registry, backend) = tokio::task::spawn_blocking(move || {
+        let coordinator_config = config.coordinator_config();
+        let (registry, groups, backend) = tokio::task::spawn_blocking(move || {
+            check_writable(&data_dir)?;
             let backend = open_backend(choice).map_err(BrokerError::Backend)?;
             let kind = backend.kind();
+            let groups = GroupCoordinator::open(
+                &data_dir.join(CONSUMER_OFFSETS_DIR),
+                Arc::clone(&backend),
+                coordinator_config,
+            )?;
             let registry = TopicRegistry::open(&data_dir, defaults, default_partitions, backend)?;
-            Ok::<_, BrokerError>((registry, kind))
+            Ok::<_, BrokerError>((registry, groups, kind))
         })
         .await
         .map_err(|e| BrokerError::Task(e.to_string()))??;
@@ -120,6 +138,7 @@ impl Broker {
             local_addr,
             shutdown: shutdown_rx.clone(),
             broker_inflight: Arc::new(Semaphore::new(broker_inflight_permits)),
+            groups: Arc::new(groups),
             config,
         });
 
@@ -201,7 +220,20 @@ async fn run(
         usize::try_from(shared.config.connections_max).unwrap_or(Semaphore::MAX_PERMITS),
     ));
     let mut shutdown = shared.shutdown.clone();
+    // Paces accepts (no burst: `Delay` does not catch up missed ticks), so
+    // a connection storm cannot crowd existing clients off the runtime.
+    // (At rates above 10^9/s the period would round to 0, which `interval`
+    // refuses: 1 ns is as good as unlimited.)
+    let mut accept_pace = tokio::time::interval(
+        (Duration::from_secs(1) / shared.config.connection_accept_rate_max.max(1))
+            .max(Duration::from_nanos(1)),
+    );
+    accept_pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        tokio::select! {
+            _ = accept_pace.tick() => {}
+            _ = crate::server::stopped(&mut shutdown) => break,
+        }
         // Take a slot before accepting: at the limit, new connections wait
         // in the kernel's accept queue (backpressure) rather than being
         // accepted and dropped.
@@ -253,8 +285,29 @@ async fn run(
     }
     let _ = metrics_task.await;
     shared.registry.close_all().await;
+    close_groups(shared).await;
     tracing::info!("broker stopped");
     done_tx.send_replace(true);
+}
+
+/// Closes the offsets log cleanly. Every commit was synced before it was
+/// acknowledged, so if some task still holds the coordinator (it should
+/// not: connections and maintenance are done) nothing is lost by skipping
+/// the clean close; the next start recovers the log.
+async fn close_groups(shared: Arc<Shared>) {
+    let Ok(shared) = Arc::try_unwrap(shared) else {
+        tracing::warn!("broker state still shared at shutdown; offsets log not closed cleanly");
+        return;
+    };
+    let Ok(groups) = Arc::try_unwrap(shared.groups) else {
+        tracing::warn!(
+            "group coordinator still shared at shutdown; offsets log not closed cleanly"
+        );
+        return;
+    };
+    if let Err(e) = groups.close().await {
+        tracing::error!(error = %e, "closing the consumer offsets log failed");
+    }
 }
 
 fn now_ms() -> i64 {
@@ -265,8 +318,10 @@ fn now_ms() -> i64 {
 }
 
 /// Periodic work on every log: `tick` each [`TICK_INTERVAL`], retention each
-/// `retention_check_interval_ms`. Runs the (blocking) storage calls on the
-/// blocking pool so a slow disk never stalls the request runtime.
+/// `retention_check_interval_ms`; the group coordinator's tick each
+/// [`GROUP_TICK_INTERVAL`], with the group lag gauges on every log tick.
+/// Runs the (blocking) storage calls on the blocking pool so a slow disk
+/// never stalls the request runtime; the coordinator's tick is in memory.
 async fn maintain(shared: Arc<Shared>) {
     let retention_every = Duration::from_millis(shared.config.retention_check_interval_ms);
     let mut tick = tokio::time::interval(TICK_INTERVAL);
@@ -275,13 +330,20 @@ async fn maintain(shared: Arc<Shared>) {
     // The logs count their own fdatasyncs; the counter gets the growth.
     let mut syncs_seen = 0u64;
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut group_tick = tokio::time::interval(GROUP_TICK_INTERVAL);
+    group_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = shared.shutdown.clone();
     loop {
         let enforce = tokio::select! {
+            _ = group_tick.tick() => {
+                shared.groups.tick(&*shared.registry as &dyn TopicView);
+                continue;
+            }
             _ = tick.tick() => false,
             _ = retention.tick() => true,
             _ = stopped(&mut shutdown) => return,
         };
+        shared.groups.publish_lag_metrics(&*shared.registry);
         let registry = shared.registry.clone();
         let pass = tokio::task::spawn_blocking(move || {
             let now = now_ms();
@@ -314,6 +376,27 @@ async fn maintain(shared: Arc<Shared>) {
             Err(e) => tracing::error!(error = %e, "maintenance pass failed"),
         }
     }
+}
+
+/// Name of the file written and removed at start to prove the data
+/// directory writable.
+const WRITE_PROBE_FILE: &str = ".rill_write_probe";
+
+/// Fails clearly on a data directory that cannot be written. Opening a log
+/// removes its clean-shutdown marker and may cut a torn tail, so there is
+/// no read-only mode: without this check the first such write would fail
+/// with a message about some file deep inside.
+fn check_writable(data_dir: &std::path::Path) -> Result<(), BrokerError> {
+    let probe = data_dir.join(WRITE_PROBE_FILE);
+    let attempt = || -> std::io::Result<()> {
+        std::fs::create_dir_all(data_dir)?;
+        std::fs::write(&probe, b"")?;
+        std::fs::remove_file(&probe)
+    };
+    attempt().map_err(|source| BrokerError::DataDirNotWritable {
+        path: data_dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Resolves once shutdown has begun (or the broker is gone). Returns `()`

@@ -336,7 +336,9 @@ impl TopicRegistry {
             }
             let existed = dir.exists();
             let log = PartitionLog::open(&dir, config.to_log_config(), self.backend.clone())?;
-            let clean = log.stats().recovery.clean_shutdown;
+            let recovery = log.stats().recovery;
+            let clean = recovery.clean_shutdown;
+            count_recovery(&meta.name, p, &recovery);
             if existed && !clean {
                 ::metrics::counter!(metrics::LOG_RECOVERIES_TOTAL, "topic" => meta.name.clone())
                     .increment(1);
@@ -533,6 +535,42 @@ impl TopicRegistry {
                 }
             }
         }
+    }
+}
+
+/// Counts (and logs) what recovery dropped or rebuilt when a partition log
+/// opened: damage found offline must show on `/metrics`, not only in logs.
+fn count_recovery(topic: &str, partition: u32, recovery: &rill_storage::RecoveryStats) {
+    let counts = [
+        (
+            metrics::RECOVERY_TRUNCATED_BYTES_TOTAL,
+            recovery.bytes_truncated,
+        ),
+        (
+            metrics::RECOVERY_INDEXES_REBUILT_TOTAL,
+            recovery.indexes_rebuilt,
+        ),
+        (
+            metrics::RECOVERY_SEGMENTS_DROPPED_TOTAL,
+            recovery.segments_dropped,
+        ),
+    ];
+    for (name, n) in counts {
+        if n > 0 {
+            ::metrics::counter!(name, "topic" => topic.to_owned()).increment(n);
+        }
+    }
+    if recovery.bytes_truncated > 0 || recovery.indexes_rebuilt > 0 || recovery.segments_dropped > 0
+    {
+        tracing::warn!(
+            topic,
+            partition,
+            bytes_truncated = recovery.bytes_truncated,
+            indexes_rebuilt = recovery.indexes_rebuilt,
+            segments_dropped = recovery.segments_dropped,
+            index_entries_dropped = recovery.index_entries_dropped,
+            "recovery dropped or rebuilt data of a partition log"
+        );
     }
 }
 

@@ -1,4 +1,6 @@
-//! Topic administration: create, delete, list, describe, list offsets.
+//! Topic administration (create, delete, list, describe, list offsets) and
+//! consumer group administration (list, describe with lag, reset offsets,
+//! delete).
 //!
 //! Thin typed calls over one [`BrokerLink`]: each turns a request into one
 //! round trip and maps per-topic and per-partition error codes to
@@ -7,9 +9,10 @@
 use std::time::Duration;
 
 use rill_protocol::wire::{
-    CreatableTopic, CreateTopicsRequest, DeleteTopicsRequest, ErrorCode, ListOffsetsPartition,
-    ListOffsetsRequest, ListOffsetsTopic, MetadataRequest, MetadataResponse, EARLIEST_TIMESTAMP,
-    LATEST_TIMESTAMP,
+    CreatableTopic, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeGroupsRequest, ErrorCode, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest,
+    ListOffsetsTopic, MetadataRequest, MetadataResponse, ResetOffsetsRequest, ResetSpec,
+    TopicPartitions, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
 
 use crate::connection::{BrokerLink, ConnectionConfig};
@@ -81,6 +84,102 @@ pub struct PartitionOffset {
     pub offset: u64,
     /// Timestamp of the record found, -1 when the broker has none to give.
     pub timestamp: i64,
+}
+
+/// One row of [`Admin::list_groups`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    /// `Empty`, `Reconciling` or `Stable`.
+    pub state: String,
+    pub members: u32,
+}
+
+/// A member in a [`GroupDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberDescription {
+    pub member_id: String,
+    pub client_id: String,
+    pub member_epoch: i32,
+    /// Partitions the member consumes, sorted.
+    pub assignment: Vec<(String, u32)>,
+    /// Partitions the member was told to give up and has not yet released.
+    pub pending_revocation: Vec<(String, u32)>,
+}
+
+/// A partition's committed offset and lag in a [`GroupDescription`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupPartitionOffset {
+    pub partition: u32,
+    /// `None` when the group has committed nothing for this partition.
+    pub committed: Option<u64>,
+    pub log_end_offset: u64,
+    /// `log_end_offset - committed`; `None` without a commit.
+    pub lag: Option<u64>,
+}
+
+/// A consumer group as [`Admin::describe_group`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    /// `Empty`, `Reconciling` or `Stable`.
+    pub state: String,
+    pub assignor: String,
+    pub group_epoch: i32,
+    pub members: Vec<GroupMemberDescription>,
+    /// `(topic, offset)` for every partition committed or assigned, sorted.
+    pub offsets: Vec<(String, GroupPartitionOffset)>,
+}
+
+/// Where [`Admin::reset_offsets`] moves a group's committed offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset.
+    Latest,
+    /// This offset, clamped to the partition's range.
+    Offset(u64),
+    /// The first offset whose record time is at or after this many ms since
+    /// the Unix epoch (the log end if none is).
+    Timestamp(i64),
+}
+
+impl ResetTo {
+    fn to_wire(self) -> (ResetSpec, i64) {
+        match self {
+            ResetTo::Earliest => (ResetSpec::Earliest, 0),
+            ResetTo::Latest => (ResetSpec::Latest, 0),
+            ResetTo::Offset(o) => (ResetSpec::ToOffset, i64::try_from(o).unwrap_or(i64::MAX)),
+            ResetTo::Timestamp(ts) => (ResetSpec::ToTimestamp, ts),
+        }
+    }
+}
+
+/// One partition's outcome of [`Admin::reset_offsets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetReset {
+    pub partition: u32,
+    /// The committed offset before; `None` if there was none.
+    pub old: Option<u64>,
+    /// The committed offset after (or, in a dry run, that would be).
+    pub new: u64,
+}
+
+fn optional_offset(o: i64) -> Option<u64> {
+    u64::try_from(o).ok()
+}
+
+fn pairs(list: Vec<TopicPartitions>) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = list
+        .into_iter()
+        .flat_map(|tp| {
+            let topic = tp.topic;
+            tp.partitions.into_iter().map(move |p| (topic.clone(), p))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Administrative client.
@@ -168,12 +267,167 @@ impl Admin {
         list_offsets(&self.link, topic, partitions, spec).await
     }
 
+    /// Every consumer group: those with members and those known only by
+    /// their committed offsets (shown `Empty`).
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let resp = self
+            .link
+            .get()
+            .await?
+            .list_groups(ListGroupsRequest {})
+            .await?;
+        if resp.error != ErrorCode::None {
+            return Err(ClientError::broker(resp.error));
+        }
+        Ok(resp
+            .groups
+            .into_iter()
+            .map(|g| GroupListing {
+                group_id: g.group_id,
+                state: g.state,
+                members: g.members,
+            })
+            .collect())
+    }
+
+    /// A group's state, members with their assignments, and committed
+    /// offsets with lag. `GroupIdNotFound` if it has neither members nor
+    /// offsets.
+    pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
+        let resp = self
+            .link
+            .get()
+            .await?
+            .describe_groups(DescribeGroupsRequest {
+                group_ids: vec![group_id.to_owned()],
+            })
+            .await?;
+        let g = resp
+            .groups
+            .into_iter()
+            .find(|g| g.group_id == group_id)
+            .ok_or_else(|| ClientError::broker(ErrorCode::GroupIdNotFound))?;
+        if g.error != ErrorCode::None {
+            return Err(group_error(g.error, group_id));
+        }
+        let mut offsets: Vec<(String, GroupPartitionOffset)> = g
+            .offsets
+            .into_iter()
+            .map(|o| {
+                (
+                    o.topic,
+                    GroupPartitionOffset {
+                        partition: o.partition,
+                        committed: optional_offset(o.committed),
+                        log_end_offset: o.log_end,
+                        lag: optional_offset(o.lag),
+                    },
+                )
+            })
+            .collect();
+        offsets.sort_by(|a, b| (&a.0, a.1.partition).cmp(&(&b.0, b.1.partition)));
+        Ok(GroupDescription {
+            group_id: g.group_id,
+            state: g.state,
+            assignor: g.assignor,
+            group_epoch: g.group_epoch,
+            members: g
+                .members
+                .into_iter()
+                .map(|m| GroupMemberDescription {
+                    member_id: m.member_id,
+                    client_id: m.client_id,
+                    member_epoch: m.member_epoch,
+                    assignment: pairs(m.assignment),
+                    pending_revocation: pairs(m.pending_revocation),
+                })
+                .collect(),
+            offsets,
+        })
+    }
+
+    /// Deletes a group's committed offsets. Refused with `NonEmptyGroup`
+    /// while it has members.
+    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let resp = self
+            .link
+            .get()
+            .await?
+            .delete_groups(DeleteGroupsRequest {
+                group_ids: vec![group_id.to_owned()],
+            })
+            .await?;
+        let result = resp
+            .results
+            .into_iter()
+            .find(|r| r.group_id == group_id)
+            .ok_or_else(|| ClientError::broker(ErrorCode::GroupIdNotFound))?;
+        if result.error != ErrorCode::None {
+            return Err(group_error(result.error, group_id));
+        }
+        Ok(())
+    }
+
+    /// Moves a group's committed offsets on `topic` (every partition when
+    /// `partitions` is `None`). With `dry_run` nothing is written and the
+    /// answer says what would be. Refused with `NonEmptyGroup` while the
+    /// group has members.
+    pub async fn reset_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partitions: Option<&[u32]>,
+        to: ResetTo,
+        dry_run: bool,
+    ) -> Result<Vec<OffsetReset>> {
+        let (spec, value) = to.to_wire();
+        let resp = self
+            .link
+            .get()
+            .await?
+            .reset_offsets(ResetOffsetsRequest {
+                group_id: group_id.to_owned(),
+                topic: topic.to_owned(),
+                partitions: partitions.map(<[u32]>::to_vec),
+                spec,
+                value,
+                dry_run,
+            })
+            .await?;
+        if resp.error != ErrorCode::None {
+            return Err(ClientError::Broker {
+                code: resp.error,
+                topic: Some(topic.to_owned()),
+                partition: None,
+                message: resp.error_message,
+            });
+        }
+        Ok(resp
+            .partitions
+            .into_iter()
+            .map(|p| OffsetReset {
+                partition: p.partition,
+                old: optional_offset(p.old),
+                new: p.new,
+            })
+            .collect())
+    }
+
     async fn metadata(&self, topics: Option<Vec<String>>) -> Result<MetadataResponse> {
         self.link
             .get()
             .await?
             .metadata(MetadataRequest { topics })
             .await
+    }
+}
+
+fn group_error(code: ErrorCode, group_id: &str) -> ClientError {
+    ClientError::Broker {
+        code,
+        topic: None,
+        partition: None,
+        message: Some(format!("group {group_id:?}")),
     }
 }
 

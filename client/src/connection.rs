@@ -28,10 +28,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use rill_protocol::limits::FRAME_BYTES_MAX_DEFAULT;
 use rill_protocol::wire::{
-    self, ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, ErrorCode, FetchRequest,
-    FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, Request, RequestHeader, Response, ResponseHeader,
+    self, ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, ErrorCode, FetchRequest, FetchResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
+    Request, RequestHeader, ResetOffsetsRequest, ResetOffsetsResponse, Response, ResponseHeader,
     FRAME_LENGTH_PREFIX_BYTES,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -66,6 +70,14 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, u16, u16)] = &[
     (ApiKey::ListOffsets, 0, 0),
     (ApiKey::Produce, 0, 0),
     (ApiKey::Fetch, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 0),
+    (ApiKey::LeaveGroup, 0, 0),
+    (ApiKey::OffsetCommit, 0, 0),
+    (ApiKey::OffsetFetch, 0, 0),
+    (ApiKey::ListGroups, 0, 0),
+    (ApiKey::DescribeGroups, 0, 0),
+    (ApiKey::DeleteGroups, 0, 0),
+    (ApiKey::ResetOffsets, 0, 0),
 ];
 
 /// Settings of one connection.
@@ -222,7 +234,7 @@ impl Connection {
         // accept so that a client can learn what else it supports.
         let response = self
             .request_at(
-                Request::ApiVersions(ApiVersionsRequest {}),
+                &Request::ApiVersions(ApiVersionsRequest {}),
                 0,
                 Duration::ZERO,
             )
@@ -272,13 +284,20 @@ impl Connection {
     /// `extra_wait` extends the timeout for requests the broker may hold on
     /// purpose (a long-poll fetch).
     pub async fn request(&self, request: Request, extra_wait: Duration) -> Result<Response> {
+        self.request_ref(&request, extra_wait).await
+    }
+
+    /// As [`Connection::request`], but the caller keeps the request: the
+    /// frame is encoded from it, so a producer can hold on to its batch
+    /// buffers for a retry without copying them first.
+    pub async fn request_ref(&self, request: &Request, extra_wait: Duration) -> Result<Response> {
         let version = self.negotiated(request.api_key())?;
         self.request_at(request, version, extra_wait).await
     }
 
     async fn request_at(
         &self,
-        request: Request,
+        request: &Request,
         api_version: u16,
         extra_wait: Duration,
     ) -> Result<Response> {
@@ -289,7 +308,7 @@ impl Connection {
             .map_err(|_| ClientError::ConnectionClosed)?;
         let api_key = request.api_key();
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(&request, api_key, api_version, correlation_id)?;
+        let frame = self.encode(request, api_key, api_version, correlation_id)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.shared.lock();
@@ -325,10 +344,15 @@ impl Connection {
     /// Sends a request the broker does not answer (a produce with
     /// `acks=none`). Resolves once the frame is written to the socket.
     pub async fn send_oneway(&self, request: Request) -> Result<()> {
+        self.send_oneway_ref(&request).await
+    }
+
+    /// As [`Connection::send_oneway`], but the caller keeps the request.
+    pub async fn send_oneway_ref(&self, request: &Request) -> Result<()> {
         let api_key = request.api_key();
         let api_version = self.negotiated(api_key)?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(&request, api_key, api_version, correlation_id)?;
+        let frame = self.encode(request, api_key, api_version, correlation_id)?;
         let (tx, rx) = oneshot::channel();
         {
             let state = self.shared.lock();
@@ -417,7 +441,13 @@ impl Connection {
 
     /// A produce that expects a response (`acks` leader or all).
     pub async fn produce(&self, req: ProduceRequest) -> Result<ProduceResponse> {
-        match self.request(Request::Produce(req), Duration::ZERO).await? {
+        self.produce_ref(&Request::Produce(req)).await
+    }
+
+    /// Sends `request` (a [`Request::Produce`]) and keeps it with the
+    /// caller; see [`Connection::request_ref`].
+    pub async fn produce_ref(&self, request: &Request) -> Result<ProduceResponse> {
+        match self.request_ref(request, Duration::ZERO).await? {
             Response::Produce(r) => Ok(r),
             _ => Err(unexpected(ApiKey::Produce)),
         }
@@ -429,6 +459,94 @@ impl Connection {
         match self.request(Request::Fetch(req), wait).await? {
             Response::Fetch(r) => Ok(r),
             _ => Err(unexpected(ApiKey::Fetch)),
+        }
+    }
+
+    /// A consumer group heartbeat (join with epoch 0, leave with -1).
+    pub async fn consumer_group_heartbeat(
+        &self,
+        req: ConsumerGroupHeartbeatRequest,
+    ) -> Result<ConsumerGroupHeartbeatResponse> {
+        match self
+            .request(Request::ConsumerGroupHeartbeat(req), Duration::ZERO)
+            .await?
+        {
+            Response::ConsumerGroupHeartbeat(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::ConsumerGroupHeartbeat)),
+        }
+    }
+
+    pub async fn leave_group(&self, req: LeaveGroupRequest) -> Result<LeaveGroupResponse> {
+        match self
+            .request(Request::LeaveGroup(req), Duration::ZERO)
+            .await?
+        {
+            Response::LeaveGroup(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::LeaveGroup)),
+        }
+    }
+
+    /// Answered once the offsets are durable on the broker.
+    pub async fn offset_commit(&self, req: OffsetCommitRequest) -> Result<OffsetCommitResponse> {
+        match self
+            .request(Request::OffsetCommit(req), Duration::ZERO)
+            .await?
+        {
+            Response::OffsetCommit(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::OffsetCommit)),
+        }
+    }
+
+    pub async fn offset_fetch(&self, req: OffsetFetchRequest) -> Result<OffsetFetchResponse> {
+        match self
+            .request(Request::OffsetFetch(req), Duration::ZERO)
+            .await?
+        {
+            Response::OffsetFetch(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::OffsetFetch)),
+        }
+    }
+
+    pub async fn list_groups(&self, req: ListGroupsRequest) -> Result<ListGroupsResponse> {
+        match self
+            .request(Request::ListGroups(req), Duration::ZERO)
+            .await?
+        {
+            Response::ListGroups(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::ListGroups)),
+        }
+    }
+
+    pub async fn describe_groups(
+        &self,
+        req: DescribeGroupsRequest,
+    ) -> Result<DescribeGroupsResponse> {
+        match self
+            .request(Request::DescribeGroups(req), Duration::ZERO)
+            .await?
+        {
+            Response::DescribeGroups(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::DescribeGroups)),
+        }
+    }
+
+    pub async fn delete_groups(&self, req: DeleteGroupsRequest) -> Result<DeleteGroupsResponse> {
+        match self
+            .request(Request::DeleteGroups(req), Duration::ZERO)
+            .await?
+        {
+            Response::DeleteGroups(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::DeleteGroups)),
+        }
+    }
+
+    pub async fn reset_offsets(&self, req: ResetOffsetsRequest) -> Result<ResetOffsetsResponse> {
+        match self
+            .request(Request::ResetOffsets(req), Duration::ZERO)
+            .await?
+        {
+            Response::ResetOffsets(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::ResetOffsets)),
         }
     }
 }

@@ -139,6 +139,11 @@ pub struct Consumer {
     /// Bumped by assign and seek; a prefetch from an older generation
     /// asked for stale positions and is dropped.
     generation: u64,
+    /// Where the next fetch starts in `assigned`. Only the first partition
+    /// with data may exceed its `partition_max_bytes` (so a consumer always
+    /// progresses); rotating the order means a partition whose batches are
+    /// larger than that limit is first in turn and is never starved.
+    fetch_rotation: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -176,6 +181,7 @@ impl Consumer {
             assigned: Vec::new(),
             prefetch: None,
             generation: 0,
+            fetch_rotation: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -332,7 +338,16 @@ impl Consumer {
 
     fn start_fetch(&self) -> Prefetch {
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for a in &self.assigned {
+        let count = self.assigned.len();
+        let start = match count {
+            0 => 0,
+            n => {
+                self.fetch_rotation
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % n
+            }
+        };
+        for a in self.assigned.iter().cycle().skip(start).take(count) {
             let Some(fetch_offset) = a.position else {
                 continue;
             };

@@ -91,6 +91,10 @@ pub enum ClientError {
     /// The topic has no partitions in the broker's metadata.
     #[error("topic {0} not found in metadata")]
     UnknownTopic(String),
+    /// A group consumer was assigned a partition its group has no committed
+    /// offset for, and its `auto_offset_reset` is `None`.
+    #[error("no committed offset for {topic}-{partition} and auto_offset_reset is none")]
+    NoCommittedOffset { topic: String, partition: u32 },
 }
 
 fn scope_suffix(topic: Option<&str>, partition: Option<u32>) -> String {

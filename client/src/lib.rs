@@ -1,5 +1,5 @@
-//! Rill client library: admin, producer and consumer over Rill's wire
-//! protocol (group consumer: a later issue).
+//! Rill client library: admin, producer, consumer and group consumer over
+//! Rill's wire protocol.
 //!
 //! The client speaks to one broker (Rill runs single-node): the bootstrap
 //! address is the broker every request goes to. All encoding is
@@ -11,23 +11,35 @@
 //!   and `is_retriable()`.
 //! - [`connection`]: one pipelined TCP connection (writer and reader tasks,
 //!   correlation ids, in-order responses, timeouts, version handshake).
-//! - [`admin`]: create, delete, list and describe topics; list offsets.
+//! - [`admin`]: create, delete, list and describe topics; list offsets;
+//!   list, describe, reset and delete consumer groups.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner.
 //! - [`producer`]: per-partition batching with linger, bounded buffer,
 //!   compression, ordered retries.
 //! - [`consumer`]: assign, seek, long-poll fetch with prefetch, records read
 //!   in place.
+//! - [`group`]: [`GroupConsumer`]: subscribe, broker-assigned partitions
+//!   (KIP-848 heartbeats), rebalance callbacks, commits; fetches through a
+//!   [`Consumer`].
 
 pub mod admin;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 
-pub use admin::{Admin, AdminConfig, OffsetSpec, PartitionInfo, PartitionOffset, TopicDescription};
+pub use admin::{
+    Admin, AdminConfig, GroupDescription, GroupListing, GroupMemberDescription,
+    GroupPartitionOffset, OffsetReset, OffsetSpec, PartitionInfo, PartitionOffset, ResetTo,
+    TopicDescription,
+};
 pub use connection::{Connection, ConnectionConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RecordBatch, Records, SeekTo};
 pub use error::{ClientError, Result};
+pub use group::{
+    AutoOffsetReset, GroupConsumer, GroupConsumerConfig, RebalanceListener, TopicPartition,
+};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
 pub use rill_protocol::Compression;

@@ -32,6 +32,12 @@ pub enum StorageError {
     /// until it is reopened (and recovered), so it refuses further writes.
     #[error("log is failed after an earlier I/O error ({reason}); reopen it to recover")]
     LogFailed { reason: String },
+    /// A write was refused for lack of space (`ENOSPC`, `EDQUOT`, `EFBIG`):
+    /// this append was discarded, or waits for the log's rollback. Not a
+    /// lasting failure: appends are accepted again once the rollback ran
+    /// and space returned.
+    #[error("write refused: {reason}")]
+    WriteRefused { reason: String },
     #[error("log is closed")]
     Closed,
     #[error("invalid configuration: {0}")]

@@ -20,16 +20,39 @@
 //! by the next leader's sync: group commit at this layer, on top of the I/O
 //! thread's merging of syncs of one drain.
 //!
-//! A roll does not wait for an fsync: it queues a background `sync_data` of
-//! the old segment (not awaited) and leaves the durable guarantee to the
-//! next sync, which covers the old segment too. Index files are synced only
-//! on close; after a crash recovery checks them against the log.
+//! A roll does not sync: the next sync covers the old segment too (it
+//! syncs every segment with unsynced written bytes). It queues no
+//! "best effort" fsync either: an fsync whose result nobody reads could fail
+//! unseen, and the next fsync of that file would then report success for
+//! lost bytes. For the same reason a sync leader whose future is dropped
+//! still collects the outcome of the fsyncs it queued. Index files are
+//! synced only on close; after a crash recovery checks them against the log.
+//!
+//! After an unclean stop the recovered bytes may still sit in the page
+//! cache, and the directory entries of segments the crashed run created may
+//! not be durable: the log opens with nothing counted as durable, so the
+//! first sync covers every segment and the directory.
 //!
 //! # Failure
-//! A failed write or fsync cannot be retried safely (what reached the disk
-//! is unknown), so the log turns *failed*: appends return
-//! [`StorageError::LogFailed`] until it is reopened, which recovers it.
-//! Reads keep working on what was written.
+//! A failed fsync cannot be retried safely (the kernel may have dropped the
+//! dirty pages, and the next fsync would report success for lost bytes), so
+//! the log turns *failed*: appends return [`StorageError::LogFailed`] until
+//! it is reopened, which recovers it. Other write errors do the same.
+//!
+//! A write refused for lack of space (`ENOSPC`, `EDQUOT`, `EFBIG`) is
+//! different: nothing before it is in doubt, and the bytes from the refused
+//! batch on are discarded. The log stops accepting appends until every
+//! write in flight has finished, then rolls back (on the next append or
+//! flush): the file is cut to where the refused batch started, segments
+//! rolled after it are removed, the index is rebuilt from the file, and the
+//! offsets are handed out again. Appenders of discarded batches, and
+//! appends meanwhile, get [`StorageError::WriteRefused`] (an epoch, bumped
+//! by each rollback, tells a late waiter whether its batch was kept). So a
+//! full disk costs errors, not a restart.
+//!
+//! Reads check every batch's CRC before returning it (bit rot or tampering
+//! after the write): a bad first batch is [`StorageError::Corrupt`], a bad
+//! later one ends the read before it.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -87,6 +110,10 @@ pub struct LogStats {
     pub syncs: u64,
     /// The log refuses appends after an I/O error.
     pub failed: bool,
+    /// Reads that found a batch failing its CRC (and did not serve it).
+    pub corrupt_reads: u64,
+    /// Rollbacks after a write refused for lack of space.
+    pub write_rollbacks: u64,
     pub recovery: RecoveryStats,
 }
 
@@ -96,8 +123,35 @@ struct Pending {
     base: u64,
     end: u64,
     segment_base: u64,
+    position: u64,
     end_position: u64,
     done: bool,
+    /// Its write was refused for lack of space: it and every later write
+    /// are discarded by the rollback.
+    aborted: bool,
+}
+
+/// Where a rollback cuts the log: the first batch whose write was refused.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    offset: u64,
+    segment_base: u64,
+    position: u64,
+    reason: &'static str,
+}
+
+/// Rollbacks remembered for late waiters (see [`PartitionLog::wait_written`]);
+/// a waiter older than this gets an error even if its batch was kept, which
+/// a producer's retry turns into a duplicate at worst.
+const ROLLBACK_HISTORY_MAX: usize = 32;
+
+/// Write errors that mean "no space", after which the log rolls back
+/// instead of failing for good.
+fn is_space_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
+    )
 }
 
 #[derive(Debug)]
@@ -110,6 +164,12 @@ struct Inner {
     durable_end: u64,
     pending: VecDeque<Pending>,
     failed: Option<String>,
+    /// A write was refused for lack of space; the rollback is pending.
+    rollback: Option<Cut>,
+    /// Bumped by each rollback.
+    epoch: u64,
+    /// `(epoch a rollback started, offset it cut at)`, newest last.
+    rollbacks: VecDeque<(u64, u64)>,
     closed: bool,
     sync_in_flight: bool,
     /// A roll created files whose directory entries are not yet durable.
@@ -152,11 +212,17 @@ impl Inner {
         if self.closed {
             return Err(StorageError::Closed);
         }
-        match &self.failed {
-            Some(reason) => Err(StorageError::LogFailed {
+        match (&self.failed, &self.rollback) {
+            (Some(reason), _) => Err(StorageError::LogFailed {
                 reason: reason.clone(),
             }),
-            None => Ok(()),
+            (None, Some(cut)) => Err(StorageError::WriteRefused {
+                reason: format!(
+                    "{}; the log rolls back to offset {} once writes in flight finish",
+                    cut.reason, cut.offset
+                ),
+            }),
+            (None, None) => Ok(()),
         }
     }
 
@@ -183,6 +249,8 @@ pub struct PartitionLog {
     appends: AtomicU64,
     bytes_appended: AtomicU64,
     syncs: AtomicU64,
+    corrupt_reads: AtomicU64,
+    write_rollbacks: AtomicU64,
     recovery: RecoveryStats,
 }
 
@@ -214,6 +282,13 @@ impl PartitionLog {
         }
         let log_start = segments.first().map_or(0, |s| s.base_offset);
         let end = segments.last().map_or(0, |s| s.next_offset);
+        // See the module docs: after a crash nothing is known to be durable.
+        let unclean = !recovery.clean_shutdown;
+        if unclean {
+            for segment in &mut segments {
+                segment.synced_size = 0;
+            }
+        }
         tracing::info!(
             dir = %dir.display(), log_start, log_end = end, segments = segments.len(),
             clean = recovery.clean_shutdown, bytes_truncated = recovery.bytes_truncated,
@@ -224,12 +299,15 @@ impl PartitionLog {
             log_start,
             next_offset: end,
             written_end: end,
-            durable_end: end,
+            durable_end: if unclean { log_start } else { end },
             pending: VecDeque::new(),
             failed: None,
+            rollback: None,
+            epoch: 0,
+            rollbacks: VecDeque::new(),
             closed: false,
             sync_in_flight: false,
-            dir_dirty: false,
+            dir_dirty: unclean,
             bytes_since_sync: 0,
             last_sync_ms: now,
         };
@@ -243,6 +321,8 @@ impl PartitionLog {
             appends: AtomicU64::new(0),
             bytes_appended: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            corrupt_reads: AtomicU64::new(0),
+            write_rollbacks: AtomicU64::new(0),
             recovery,
         })
     }
@@ -300,9 +380,24 @@ impl PartitionLog {
         let header = self.check_batch(&batch)?;
         let len = batch.len() as u64;
         let now = wall_ms();
-        let (info, end, guard) = {
+        let (info, end, epoch, guard) = {
             let mut inner = self.lock();
+            self.try_roll_back(&mut inner);
             inner.check_writable()?;
+            // The log's end comes from file names: near `u64::MAX` the
+            // batch's offsets may not fit (the same check parsing applies
+            // to a batch's own base offset).
+            if inner
+                .next_offset
+                .checked_add(u64::from(header.record_count))
+                .is_none()
+            {
+                return Err(BatchError::BadLength {
+                    field: RecordBatchHeaderField::BaseOffset,
+                    value: inner.next_offset,
+                }
+                .into());
+            }
             self.maybe_roll(&mut inner, &header, len, now)?;
             let base = inner.next_offset;
             stamp_base_offset(&mut batch, base);
@@ -325,8 +420,10 @@ impl PartitionLog {
                 base,
                 end,
                 segment_base,
+                position,
                 end_position: position + len,
                 done: false,
+                aborted: false,
             });
             let info = AppendInfo {
                 base_offset: base,
@@ -340,12 +437,12 @@ impl PartitionLog {
                 path,
                 completion: Some(completion),
             };
-            (info, end, guard)
+            (info, end, inner.epoch, guard)
         };
         self.appends.fetch_add(1, Ordering::Relaxed);
         self.bytes_appended.fetch_add(len, Ordering::Relaxed);
         guard.finish().await?;
-        self.wait_written(end).await?;
+        self.wait_written(end, epoch).await?;
         let sync = {
             let mut inner = self.lock();
             durability == Durability::Synced || self.sync_due(&mut inner, now)
@@ -361,10 +458,14 @@ impl PartitionLog {
     fn apply_write(&self, base: u64, path: &Path, result: std::io::Result<()>) -> Result<()> {
         let mut inner = self.lock();
         if let Err(e) = result {
-            self.fail(
-                &mut inner,
-                format!("write to {} failed: {e}", path.display()),
-            );
+            if is_space_error(&e) && inner.failed.is_none() {
+                self.abort_write(&mut inner, base, path, &e);
+            } else {
+                self.fail(
+                    &mut inner,
+                    format!("write to {} failed: {e}", path.display()),
+                );
+            }
             return Err(StorageError::io(path, e));
         }
         let i = inner.pending.partition_point(|p| p.base < base);
@@ -388,19 +489,140 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Marks the write of the batch at `base` refused for lack of space:
+    /// it and everything after it will be rolled back (module docs).
+    fn abort_write(&self, inner: &mut Inner, base: u64, path: &Path, e: &std::io::Error) {
+        let i = inner.pending.partition_point(|p| p.base < base);
+        let Some(p) = inner.pending.get_mut(i).filter(|p| p.base == base) else {
+            self.fail(inner, format!("write to {} failed: {e}", path.display()));
+            return;
+        };
+        p.aborted = true;
+        let cut = Cut {
+            offset: p.base,
+            segment_base: p.segment_base,
+            position: p.position,
+            reason: "no space left on the device or quota",
+        };
+        if inner.rollback.is_none_or(|c| cut.offset < c.offset) {
+            inner.rollback = Some(cut);
+        }
+        tracing::warn!(
+            dir = %self.dir.display(), path = %path.display(), offset = base, error = %e,
+            "write refused for lack of space; refusing appends until writes in flight finish, then rolling back"
+        );
+        self.publish(inner);
+    }
+
+    /// Runs a pending rollback once no write or sync is in flight: cuts the
+    /// log back to the first refused batch. A failure here (the files and
+    /// the bookkeeping may disagree) fails the log for good.
+    fn try_roll_back(&self, inner: &mut Inner) {
+        let Some(cut) = inner.rollback else { return };
+        if inner.failed.is_some()
+            || inner.sync_in_flight
+            || inner.pending.iter().any(|p| !p.done && !p.aborted)
+        {
+            return;
+        }
+        match self.roll_back_locked(inner, cut) {
+            Ok(()) => {
+                inner.rollback = None;
+                inner.rollbacks.push_back((inner.epoch, cut.offset));
+                if inner.rollbacks.len() > ROLLBACK_HISTORY_MAX {
+                    inner.rollbacks.pop_front();
+                }
+                inner.epoch += 1;
+                self.write_rollbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(dir = %self.dir.display(), log_end = cut.offset, "rolled back after a refused write; accepting appends again");
+                self.publish(inner);
+            }
+            Err(e) => self.fail(inner, format!("rollback after a refused write failed: {e}")),
+        }
+    }
+
+    fn roll_back_locked(&self, inner: &mut Inner, cut: Cut) -> Result<()> {
+        // Every write before the cut completed and was applied (the
+        // rollback waits for them), so the written end is the cut.
+        debug_assert_eq!(inner.written_end, cut.offset);
+        let keep = inner
+            .segments
+            .partition_point(|s| s.base_offset <= cut.segment_base)
+            .max(1);
+        let removed: Vec<Segment> = inner.segments.drain(keep..).collect();
+        for segment in &removed {
+            recovery::remove_segment_files(&self.dir, segment.base_offset, self.backend.as_ref())?;
+        }
+        let interval = self.config.index_interval_bytes;
+        let active = inner.active_mut();
+        // Cut first: it frees the space the index rewrite below needs. The
+        // index files are reloaded and checked against the cut log (entries
+        // past it dropped, a torn entry rebuilt), not rewritten from memory.
+        active
+            .log
+            .set_len(cut.position)
+            .map_err(|e| StorageError::io(active.path(), e))?;
+        let synced = active.synced_size.min(cut.position);
+        let first_append_ms = active.first_append_ms;
+        let mut scratch = RecoveryStats::default();
+        let mut rebuilt = recovery::recover_segment(
+            &self.dir,
+            active.base_offset,
+            active.log.clone(),
+            cut.position,
+            interval,
+            false,
+            &mut scratch,
+        )?;
+        rebuilt.synced_size = synced;
+        rebuilt.first_append_ms = first_append_ms.filter(|_| !rebuilt.is_empty());
+        *active = rebuilt;
+        let end = active.next_offset;
+        inner.pending.clear();
+        inner.next_offset = end;
+        inner.written_end = end;
+        inner.durable_end = inner.durable_end.min(end);
+        if !removed.is_empty() {
+            inner.dir_dirty = true;
+        }
+        Ok(())
+    }
+
     /// Returns once every write below `end` completed (earlier appends may
     /// still be in flight when this one's write completes). Fails if an
-    /// earlier write failed: this batch then sits after a hole.
-    async fn wait_written(&self, end: u64) -> Result<()> {
+    /// earlier write failed: this batch then sits after a hole, or if a
+    /// rollback since `epoch` (the log's epoch at the append) discarded it.
+    async fn wait_written(&self, end: u64, epoch: u64) -> Result<()> {
         let mut rx = self.progress_tx.subscribe();
         loop {
             rx.borrow_and_update();
             {
                 let inner = self.lock();
+                if inner.epoch != epoch {
+                    // The first rollback after the append decides: it kept
+                    // exactly the batches below its cut.
+                    let kept = inner
+                        .rollbacks
+                        .iter()
+                        .find(|(e, _)| *e == epoch)
+                        .is_some_and(|(_, cut)| end <= *cut);
+                    return if kept {
+                        Ok(())
+                    } else {
+                        Err(StorageError::WriteRefused {
+                            reason: "the batch was discarded by a rollback or a truncation".into(),
+                        })
+                    };
+                }
                 if inner.written_end >= end {
                     return Ok(());
                 }
-                inner.check_writable()?;
+                // A rollback pending at a later offset keeps this batch:
+                // only the earlier writes it waits for are still running.
+                match inner.rollback {
+                    Some(cut) if end <= cut.offset && inner.failed.is_none() => {}
+                    _ => inner.check_writable()?,
+                }
             }
             if rx.changed().await.is_err() {
                 return Err(StorageError::Closed);
@@ -462,11 +684,7 @@ impl PartitionLog {
         let base = inner.next_offset;
         let old = inner.active_mut();
         old.seal_time_index();
-        // Best effort early writeback; the sync that acknowledges anything
-        // after the roll covers this segment again.
-        drop(old.log.sync_data());
         let old_base = old.base_offset;
-        self.syncs.fetch_add(1, Ordering::Relaxed);
         let segment = Segment::create(&self.dir, base, self.backend.as_ref())?;
         inner.segments.push(segment);
         inner.dir_dirty = true;
@@ -490,6 +708,15 @@ impl PartitionLog {
                         reason: reason.clone(),
                     });
                 }
+                if inner.rollback.is_some_and(|cut| target > cut.offset) {
+                    return inner.check_writable();
+                }
+                if target > inner.next_offset {
+                    return Err(StorageError::WriteRefused {
+                        reason: "offsets to sync were discarded by a rollback or a truncation"
+                            .into(),
+                    });
+                }
                 if inner.written_end < target || inner.sync_in_flight {
                     None
                 } else {
@@ -509,7 +736,9 @@ impl PartitionLog {
                 }
             };
             match job {
-                Some(job) => self.run_sync(job).await?,
+                // The job covered the written end, at least `target`: done,
+                // even if a truncation has moved the log end since.
+                Some(job) => return self.run_sync(job).await,
                 None => {
                     if rx.changed().await.is_err() {
                         return Err(StorageError::Closed);
@@ -524,6 +753,7 @@ impl PartitionLog {
             log: self,
             dir: job.dir,
             armed: true,
+            syncs: Vec::new(),
         };
         if job.dir {
             if let Err(e) = self.backend.sync_dir(&self.dir) {
@@ -533,14 +763,20 @@ impl PartitionLog {
                 return Err(StorageError::io(&self.dir, e));
             }
         }
-        let completions: Vec<Completion> =
-            job.files.iter().map(|(_, f, _)| f.sync_data()).collect();
+        guard.syncs = job
+            .files
+            .iter()
+            .map(|(_, f, _)| (f.path().to_path_buf(), f.sync_data()))
+            .collect();
         self.syncs
-            .fetch_add(completions.len() as u64, Ordering::Relaxed);
+            .fetch_add(guard.syncs.len() as u64, Ordering::Relaxed);
         let mut failure = None;
-        for (completion, (_, file, _)) in completions.into_iter().zip(&job.files) {
-            if let Err(e) = completion.await {
-                failure.get_or_insert((file.path().to_path_buf(), e));
+        while let Some((_, completion)) = guard.syncs.last_mut() {
+            let result = completion.await;
+            // Popped only once awaited, with no await in between: if this
+            // future is dropped, the guard still holds every unfinished sync.
+            if let (Some((path, _)), Err(e)) = (guard.syncs.pop(), result) {
+                failure.get_or_insert((path, e));
             }
         }
         let mut inner = self.lock();
@@ -596,17 +832,36 @@ impl PartitionLog {
         file.read_at(pos, &mut buf)
             .map_err(|e| StorageError::io(file.path(), e))?;
         let mut end = 0usize;
+        let mut bad = None;
         while let Some(rest) = buf.get(end..).filter(|r| r.len() >= HEADER_LEN) {
             match BatchHeader::parse(rest) {
-                Ok(h) if h.batch_length as usize <= rest.len() => end += h.batch_length as usize,
+                Ok(h) if h.batch_length as usize <= rest.len() => {
+                    let len = h.batch_length as usize;
+                    // The CRC was checked on append; checking it again here
+                    // (cheap next to the pread) keeps bytes that rotted or
+                    // were altered on disk since from ever being served.
+                    let checked = BatchView::new(rest).and_then(|v| v.validate());
+                    if let Err(e) = checked {
+                        bad = Some(e.to_string());
+                        break;
+                    }
+                    end += len;
+                }
                 _ => break,
             }
+        }
+        if let Some(reason) = &bad {
+            self.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                path = %file.path().display(), position = pos + end as u64, %reason,
+                "batch on disk fails its check; not serving it"
+            );
         }
         if end == 0 {
             return Err(StorageError::Corrupt {
                 path: file.path().to_path_buf(),
                 position: pos,
-                reason: "batch changed under a read".into(),
+                reason: bad.unwrap_or_else(|| "batch changed under a read".into()),
             });
         }
         buf.truncate(end);
@@ -657,7 +912,8 @@ impl PartitionLog {
     /// Returns once everything appended so far is durable.
     pub async fn flush(&self) -> Result<()> {
         let target = {
-            let inner = self.lock();
+            let mut inner = self.lock();
+            self.try_roll_back(&mut inner);
             inner.check_writable()?;
             inner.next_offset
         };
@@ -713,9 +969,11 @@ impl PartitionLog {
             recovery::remove_segment_files(&self.dir, segment.base_offset, self.backend.as_ref())?;
         }
         if !removed.is_empty() {
-            self.backend
-                .sync_dir(&self.dir)
-                .map_err(|e| StorageError::io(&self.dir, e))?;
+            if let Err(e) = self.backend.sync_dir(&self.dir) {
+                let mut inner = self.lock();
+                self.fail(&mut inner, format!("directory sync failed: {e}"));
+                return Err(StorageError::io(&self.dir, e));
+            }
             tracing::info!(
                 dir = %self.dir.display(), segments = outcome.segments_deleted,
                 bytes = outcome.bytes_deleted, log_start, "retention deleted segments"
@@ -782,6 +1040,8 @@ impl PartitionLog {
             bytes_appended: self.bytes_appended.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
             failed: self.lock().failed.is_some(),
+            corrupt_reads: self.corrupt_reads.load(Ordering::Relaxed),
+            write_rollbacks: self.write_rollbacks.load(Ordering::Relaxed),
             recovery: self.recovery.clone(),
         }
     }
@@ -818,15 +1078,16 @@ impl PartitionLog {
 
     /// Drops every offset at or above `offset`. A batch is never split: if
     /// `offset` falls inside one, that whole batch goes and the log ends at
-    /// its base. Waits for in-flight writes first; meant for a replicator
-    /// that holds off appends while it truncates.
+    /// its base. Waits for in-flight writes and syncs first (a sync that
+    /// finished afterwards would count the reassigned offsets as durable);
+    /// meant for a replicator that holds off appends while it truncates.
     pub fn truncate_to(&self, offset: u64) -> Result<()> {
         let mut rx = self.progress_tx.subscribe();
         let mut inner = loop {
             rx.borrow_and_update();
             let inner = self.lock();
             inner.check_writable()?;
-            if inner.pending.is_empty() {
+            if inner.pending.is_empty() && !inner.sync_in_flight {
                 break inner;
             }
             drop(inner);
@@ -840,6 +1101,23 @@ impl PartitionLog {
         if offset < inner.log_start {
             return Err(inner.out_of_range(offset));
         }
+        // Past this point files change step by step: a failure leaves the
+        // bookkeeping and the files disagreeing (or the directory not
+        // durable), so the log fails until a reopen recovers it.
+        let result = self.truncate_locked(&mut inner, offset);
+        if let Err(e) = &result {
+            // Later segments may be gone already: reads stop where the
+            // remaining ones end.
+            let end = inner.active().next_offset.min(inner.next_offset);
+            inner.next_offset = end;
+            inner.written_end = inner.written_end.min(end);
+            inner.durable_end = inner.durable_end.min(end);
+            self.fail(&mut inner, format!("truncation to {offset} failed: {e}"));
+        }
+        result
+    }
+
+    fn truncate_locked(&self, inner: &mut Inner, offset: u64) -> Result<()> {
         let keep = inner
             .segments
             .partition_point(|s| s.base_offset < offset)
@@ -885,8 +1163,15 @@ impl PartitionLog {
         self.backend
             .sync_dir(&self.dir)
             .map_err(|e| StorageError::io(&self.dir, e))?;
+        // Like a rollback: late waiters of appends learn through the epoch
+        // whether their batch survived the cut (see `wait_written`).
+        inner.rollbacks.push_back((inner.epoch, end));
+        if inner.rollbacks.len() > ROLLBACK_HISTORY_MAX {
+            inner.rollbacks.pop_front();
+        }
+        inner.epoch += 1;
         tracing::info!(dir = %self.dir.display(), offset, log_end = end, "log truncated");
-        self.publish(&inner);
+        self.publish(inner);
         Ok(())
     }
 }
@@ -906,12 +1191,16 @@ struct SyncJob {
 }
 
 /// Hands the sync leadership back if the leader's future is dropped
-/// mid-sync, so waiters do not wait forever.
+/// mid-sync, so waiters do not wait forever — after waiting (on the calling
+/// thread, like [`WriteGuard`]) for the fsyncs it queued: a failure among
+/// them must fail the log, see the module docs.
 struct SyncGuard<'a> {
     log: &'a PartitionLog,
     /// The directory sync was claimed and has not succeeded.
     dir: bool,
     armed: bool,
+    /// Queued fsyncs not yet awaited.
+    syncs: Vec<(PathBuf, Completion)>,
 }
 
 impl SyncGuard<'_> {
@@ -926,10 +1215,22 @@ impl SyncGuard<'_> {
 
 impl Drop for SyncGuard<'_> {
     fn drop(&mut self) {
-        if self.armed {
+        let mut failure = None;
+        for (path, completion) in self.syncs.drain(..) {
+            if let Err(e) = completion.wait() {
+                failure.get_or_insert((path, e));
+            }
+        }
+        if self.armed || failure.is_some() {
             let mut inner = self.log.lock();
             self.release(&mut inner);
-            self.log.publish(&inner);
+            match failure {
+                Some((path, e)) => self.log.fail(
+                    &mut inner,
+                    format!("fsync of {} failed: {e}", path.display()),
+                ),
+                None => self.log.publish(&inner),
+            }
         }
     }
 }

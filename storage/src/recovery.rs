@@ -258,7 +258,8 @@ fn load_trusted(
 /// Whether an index entry points at a batch header with the offset it claims.
 fn entry_ok(log: &dyn LogFile, len: u64, base: u64, entry: &OffsetEntry) -> bool {
     match read_header(log, u64::from(entry.pos), len) {
-        Ok(h) => h.base_offset == base + u64::from(entry.rel),
+        // `base` comes from a file name: the sum may not fit.
+        Ok(h) => base.checked_add(u64::from(entry.rel)) == Some(h.base_offset),
         Err(_) => false,
     }
 }

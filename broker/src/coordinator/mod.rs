@@ -36,4 +36,4 @@ pub use group::{
     GroupState, HeartbeatRequest, HeartbeatResponse, MemberDescription,
 };
 pub use offsets::{CommittedOffset, OffsetStore, OffsetStoreError, OffsetStoreStats};
-pub use service::{GroupCoordinator, GroupTopicLag, TopicView, GROUP_LAG_METRIC};
+pub use service::{GroupCoordinator, GroupPartitionLag, TopicView};

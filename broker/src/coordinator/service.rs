@@ -29,10 +29,6 @@ use super::assignor::Assignment;
 use super::group::{valid_group_id, Coordinator, CoordinatorConfig, GroupState, HeartbeatRequest};
 use super::offsets::{CommittedOffset, GroupOffsets, OffsetStore, OffsetStoreError};
 
-/// Gauge of a group's lag on a topic (sum over its partitions), labelled
-/// `group` and `topic`. The broker's metrics module should own the name.
-pub const GROUP_LAG_METRIC: &str = "rill_group_lag";
-
 /// The broker's topics as the coordinator needs them. `Sync` so that the
 /// handlers' futures, which hold a `&dyn TopicView`, are `Send`.
 pub trait TopicView: Send + Sync {
@@ -45,11 +41,12 @@ pub trait TopicView: Send + Sync {
     fn offset_for_timestamp(&self, topic: &str, partition: u32, ts_ms: i64) -> Option<u64>;
 }
 
-/// One group's lag on one topic, for [`GROUP_LAG_METRIC`].
+/// One group's lag on one partition, for [`crate::metrics::GROUP_LAG`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupTopicLag {
+pub struct GroupPartitionLag {
     pub group: String,
     pub topic: String,
+    pub partition: u32,
     pub lag: u64,
 }
 
@@ -519,30 +516,37 @@ impl GroupCoordinator {
         state.on_topics_changed(&counts);
     }
 
-    /// Lag per group and topic (committed partitions only), for
-    /// [`GROUP_LAG_METRIC`].
-    pub fn lag_by_topic(&self, topics: &dyn TopicView) -> Vec<GroupTopicLag> {
+    /// Lag of every committed partition of every group, for
+    /// [`crate::metrics::GROUP_LAG`].
+    pub fn lag_by_partition(&self, topics: &dyn TopicView) -> Vec<GroupPartitionLag> {
         let mut lags = Vec::new();
         for group in self.offsets.groups() {
-            let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
-            for ((topic, p), c) in self.offsets.group_offsets(&group) {
-                let end = topics.log_end_offset(&topic, p).unwrap_or(0);
-                *by_topic.entry(topic).or_default() += end.saturating_sub(c.offset);
+            for ((topic, partition), c) in self.offsets.group_offsets(&group) {
+                let end = topics.log_end_offset(&topic, partition).unwrap_or(0);
+                lags.push(GroupPartitionLag {
+                    group: group.clone(),
+                    topic,
+                    partition,
+                    lag: end.saturating_sub(c.offset),
+                });
             }
-            lags.extend(by_topic.into_iter().map(|(topic, lag)| GroupTopicLag {
-                group: group.clone(),
-                topic,
-                lag,
-            }));
         }
         lags
     }
 
-    /// Sets the [`GROUP_LAG_METRIC`] gauges.
+    /// Sets the [`crate::metrics::GROUP_LAG`] gauges. Labelled by
+    /// partition (as the consumer-lag view operators expect), like
+    /// `rill_log_end_offset`.
     pub fn publish_lag_metrics(&self, topics: &dyn TopicView) {
-        for l in self.lag_by_topic(topics) {
-            metrics::gauge!(GROUP_LAG_METRIC, "group" => l.group, "topic" => l.topic)
-                .set(l.lag as f64);
+        for l in self.lag_by_partition(topics) {
+            // Precision loss above 2^53 is irrelevant for a gauge.
+            metrics::gauge!(
+                crate::metrics::GROUP_LAG,
+                "group" => l.group,
+                "topic" => l.topic,
+                "partition" => l.partition.to_string()
+            )
+            .set(l.lag as f64);
         }
     }
 
@@ -740,10 +744,11 @@ mod tests {
         assert_eq!(lag, [(0, 4, 6, 2), (1, NO_OFFSET, 0, NO_OFFSET)]);
         assert_eq!(described.groups[1].error, ErrorCode::GroupIdNotFound);
         assert_eq!(
-            groups.lag_by_topic(&topics),
-            [GroupTopicLag {
+            groups.lag_by_partition(&topics),
+            [GroupPartitionLag {
                 group: "g".to_owned(),
                 topic: "t".to_owned(),
+                partition: 0,
                 lag: 2
             }]
         );

@@ -22,7 +22,7 @@ use rill_protocol::wire::{
     ErrorCode, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
 };
 use rill_protocol::BatchHeader;
-use rill_storage::PartitionLog;
+use rill_storage::{PartitionLog, StorageError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -72,7 +72,7 @@ pub(crate) async fn handle(shared: &Shared, request: FetchRequest) -> FetchRespo
     let mut shutdown = shared.shutdown.clone();
     let mut last_read = request.max_wait_ms == 0;
     loop {
-        let (partitions, total) = read_all(&slots, max_bytes);
+        let (partitions, total) = read_all(&slots, &names, max_bytes);
         if total >= min_bytes || last_read || watches.is_empty() || *shutdown.borrow() {
             return respond(names, partitions);
         }
@@ -85,7 +85,11 @@ pub(crate) async fn handle(shared: &Shared, request: FetchRequest) -> FetchRespo
 }
 
 /// Reads every slot once, within the size limits.
-fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<(usize, FetchPartitionResponse)>, usize) {
+fn read_all(
+    slots: &[Slot],
+    names: &[String],
+    max_bytes: usize,
+) -> (Vec<(usize, FetchPartitionResponse)>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {
@@ -113,7 +117,14 @@ fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<(usize, FetchPartitionResp
                             total += records.len();
                             response.records = records;
                         }
-                        Err(e) => response.error = storage_error_code(&e),
+                        Err(e) => {
+                            if matches!(e, StorageError::Corrupt { .. }) {
+                                let topic = names.get(slot.topic).cloned().unwrap_or_default();
+                                ::metrics::counter!(metrics::STORAGE_CORRUPT_READS_TOTAL, "topic" => topic)
+                                    .increment(1);
+                            }
+                            response.error = storage_error_code(&e);
+                        }
                     }
                 }
                 response.high_watermark = log.log_end_offset();

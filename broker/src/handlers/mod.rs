@@ -45,8 +45,12 @@ pub(crate) fn api_name(key: ApiKey) -> &'static str {
 
 /// Runs the handler of every API but Produce, which the connection starts
 /// itself (see [`produce::start`]); Produce is accepted here too for
-/// completeness.
-pub(crate) async fn dispatch(shared: Arc<Shared>, request: Request) -> HandlerOutput {
+/// completeness. `client_id` is the request header's.
+pub(crate) async fn dispatch(
+    shared: Arc<Shared>,
+    client_id: String,
+    request: Request,
+) -> HandlerOutput {
     match request {
         Request::ApiVersions(r) => Some(Response::ApiVersions(api_versions::handle(r))),
         Request::Metadata(r) => Some(Response::Metadata(metadata::handle(&shared, r))),
@@ -60,7 +64,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, request: Request) -> HandlerOu
         Request::Produce(r) => produce::start(shared, r).await.await,
         Request::Fetch(r) => Some(Response::Fetch(fetch::handle(&shared, r).await)),
         // The consumer group APIs (keys 10..=17).
-        other => groups::unavailable(other),
+        other => groups::handle(&shared, &client_id, other).await,
     }
 }
 

@@ -3,6 +3,10 @@
 
 mod bad_input;
 mod common;
+mod hostile_common;
+mod hostile_connections;
+mod hostile_flood;
+mod hostile_slow;
 mod limits;
 mod long_poll;
 mod metrics_endpoint;

@@ -24,6 +24,11 @@ fn metric_names_are_stable() {
         "rill_log_end_offset",
         "rill_io_backend_info",
         "rill_log_recoveries_total",
+        "rill_group_lag",
+        "rill_recovery_truncated_bytes_total",
+        "rill_recovery_indexes_rebuilt_total",
+        "rill_recovery_segments_dropped_total",
+        "rill_storage_corrupt_reads_total",
     ];
     assert_eq!(rill_broker::metrics::ALL, &expected[..]);
 }

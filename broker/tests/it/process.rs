@@ -179,6 +179,8 @@ fn help_documents_every_setting_with_its_default() {
         ("--fsync", "never"),
         ("--max-message-bytes", "8388608"),
         ("--index-interval-bytes", "4096"),
+        ("--group-session-timeout-ms", "45000"),
+        ("--group-heartbeat-interval-ms", "5000"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
         assert!(

@@ -485,7 +485,7 @@ fn wire_groups_golden_heartbeat_request() {
     assert_eq!(&buf[..], expected);
 }
 
-fn group_request() -> impl Strategy<Value = Request> {
+pub(crate) fn group_request() -> impl Strategy<Value = Request> {
     prop_oneof![
         heartbeat_request().prop_map(Request::ConsumerGroupHeartbeat),
         leave_request().prop_map(Request::LeaveGroup),
@@ -498,7 +498,7 @@ fn group_request() -> impl Strategy<Value = Request> {
     ]
 }
 
-fn group_response() -> impl Strategy<Value = Response> {
+pub(crate) fn group_response() -> impl Strategy<Value = Response> {
     prop_oneof![
         heartbeat_response().prop_map(Response::ConsumerGroupHeartbeat),
         leave_response().prop_map(Response::LeaveGroup),

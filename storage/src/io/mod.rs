@@ -182,6 +182,18 @@ enum CompletionInner {
 /// The sending half handed to the I/O thread.
 pub(crate) type Reply = oneshot::Sender<io::Result<()>>;
 
+/// Finishes a [`Completion::pending`]. Dropping it unused resolves the
+/// completion with the "I/O thread has stopped" error.
+#[derive(Debug)]
+pub struct CompletionHandle(Reply);
+
+impl CompletionHandle {
+    pub fn complete(self, result: io::Result<()>) {
+        // The waiter may be gone (its future dropped); nothing to tell then.
+        let _ = self.0.send(result);
+    }
+}
+
 impl Completion {
     pub(crate) fn channel() -> (Reply, Completion) {
         let (tx, rx) = oneshot::channel();
@@ -190,6 +202,14 @@ impl Completion {
 
     pub fn ready(result: io::Result<()>) -> Self {
         Completion(CompletionInner::Ready(Some(result)))
+    }
+
+    /// A completion finished later through its handle: how a [`LogFile`]
+    /// implemented outside this crate (a wrapper that delays or fails
+    /// operations) completes asynchronously.
+    pub fn pending() -> (CompletionHandle, Completion) {
+        let (reply, completion) = Self::channel();
+        (CompletionHandle(reply), completion)
     }
 
     /// Blocks the calling thread until done. For start-up, recovery and

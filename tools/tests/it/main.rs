@@ -1,0 +1,9 @@
+//! rill-tools integration tests: the `rill` binary as a real process against
+//! a real broker started in the test process.
+
+mod bench;
+mod common;
+mod groups;
+mod mistakes;
+mod produce_consume;
+mod topics;
