@@ -21,8 +21,9 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
-    /// The data directory cannot be written (a read-only mount, wrong
-    /// permissions): opening logs must write, so the broker does not start.
+    /// The data directory cannot be written for a reason other than a
+    /// read-only mount or missing permissions (which start the broker
+    /// read-only): the broker does not start.
     #[error("data directory {path} is not writable: {source}")]
     DataDirNotWritable {
         path: std::path::PathBuf,
@@ -50,9 +51,12 @@ pub fn storage_error_code(e: &StorageError) -> ErrorCode {
         StorageError::Corrupt { .. } => ErrorCode::CorruptMessage,
         // A full disk is retriable: the log rolls back and takes appends
         // again once space returns.
-        StorageError::Io { .. } | StorageError::WriteRefused { .. } | StorageError::Closed => {
-            ErrorCode::StorageError
-        }
+        // A read-only data directory answers Kafka's KAFKA_STORAGE_ERROR
+        // (56) too; the message names the read-only directory.
+        StorageError::Io { .. }
+        | StorageError::WriteRefused { .. }
+        | StorageError::ReadOnly { .. }
+        | StorageError::Closed => ErrorCode::StorageError,
         StorageError::Config(_) => ErrorCode::InvalidConfig,
         _ => ErrorCode::UnknownServerError,
     }
@@ -75,6 +79,8 @@ pub fn topic_error_code(e: &TopicError) -> ErrorCode {
         TopicError::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
         TopicError::Unknown(_) => ErrorCode::UnknownTopicOrPartition,
         TopicError::Storage(s) => storage_error_code(s),
-        TopicError::Io { .. } | TopicError::BadMeta { .. } => ErrorCode::StorageError,
+        TopicError::Io { .. } | TopicError::BadMeta { .. } | TopicError::ReadOnly { .. } => {
+            ErrorCode::StorageError
+        }
     }
 }

@@ -43,6 +43,9 @@ pub const RECOVERY_INDEXES_REBUILT_TOTAL: &str = "rill_recovery_indexes_rebuilt_
 pub const RECOVERY_SEGMENTS_DROPPED_TOTAL: &str = "rill_recovery_segments_dropped_total";
 /// Fetches refused because a stored batch failed its CRC.
 pub const STORAGE_CORRUPT_READS_TOTAL: &str = "rill_storage_corrupt_reads_total";
+/// 1 while the broker runs on a read-only data directory (serving reads,
+/// refusing writes), else 0.
+pub const READ_ONLY: &str = "rill_read_only";
 /// A consumer group's lag on one partition: log end offset minus its
 /// committed offset (committed partitions only).
 pub const GROUP_LAG: &str = "rill_group_lag";
@@ -69,6 +72,7 @@ pub const ALL: &[&str] = &[
     RECOVERY_INDEXES_REBUILT_TOTAL,
     RECOVERY_SEGMENTS_DROPPED_TOTAL,
     STORAGE_CORRUPT_READS_TOTAL,
+    READ_ONLY,
 ];
 
 /// Histogram buckets for request and fsync latencies: 50 µs .. 10 s.
@@ -148,6 +152,10 @@ fn describe() {
     );
     describe_gauge!(LOG_END_OFFSET, "Log end offset, by topic and partition");
     describe_gauge!(IO_BACKEND_INFO, "1 for the storage I/O backend running");
+    describe_gauge!(
+        READ_ONLY,
+        "1 while the data directory is read-only (reads served, writes refused), else 0"
+    );
     describe_counter!(
         LOG_RECOVERIES_TOTAL,
         "Partition logs opened without a clean-shutdown marker (recovery scan ran)"

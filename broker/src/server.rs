@@ -114,15 +114,31 @@ impl Broker {
         let default_partitions = config.num_partitions;
         let coordinator_config = config.coordinator_config();
         let (registry, groups, backend) = tokio::task::spawn_blocking(move || {
-            check_writable(&data_dir)?;
+            let read_only = !check_writable(&data_dir)?;
             let backend = open_backend(choice).map_err(BrokerError::Backend)?;
             let kind = backend.kind();
-            let groups = GroupCoordinator::open(
-                &data_dir.join(CONSUMER_OFFSETS_DIR),
-                Arc::clone(&backend),
-                coordinator_config,
-            )?;
-            let registry = TopicRegistry::open(&data_dir, defaults, default_partitions, backend)?;
+            let offsets_dir = data_dir.join(CONSUMER_OFFSETS_DIR);
+            let (groups, registry) = if read_only {
+                (
+                    GroupCoordinator::open_read_only(
+                        &offsets_dir,
+                        Arc::clone(&backend),
+                        coordinator_config,
+                    )?,
+                    TopicRegistry::open_read_only(
+                        &data_dir,
+                        defaults,
+                        default_partitions,
+                        backend,
+                    )?,
+                )
+            } else {
+                (
+                    GroupCoordinator::open(&offsets_dir, Arc::clone(&backend), coordinator_config)?,
+                    TopicRegistry::open(&data_dir, defaults, default_partitions, backend)?,
+                )
+            };
+            ::metrics::gauge!(metrics::READ_ONLY).set(if read_only { 1.0 } else { 0.0 });
             Ok::<_, BrokerError>((registry, groups, kind))
         })
         .await
@@ -382,21 +398,39 @@ async fn maintain(shared: Arc<Shared>) {
 /// directory writable.
 const WRITE_PROBE_FILE: &str = ".rill_write_probe";
 
-/// Fails clearly on a data directory that cannot be written. Opening a log
-/// removes its clean-shutdown marker and may cut a torn tail, so there is
-/// no read-only mode: without this check the first such write would fail
-/// with a message about some file deep inside.
-fn check_writable(data_dir: &std::path::Path) -> Result<(), BrokerError> {
+/// Whether the data directory can be written. A read-only mount (`EROFS`)
+/// or missing permissions (`EACCES`, `EPERM`) answers `false`: the broker
+/// then opens everything read-only, serving reads and refusing writes, as
+/// a lasting state until it is restarted on a writable directory. Any
+/// other failure (say, a full disk refusing the probe) is an error: it
+/// says nothing about whether the logs can be opened safely.
+fn check_writable(data_dir: &std::path::Path) -> Result<bool, BrokerError> {
     let probe = data_dir.join(WRITE_PROBE_FILE);
     let attempt = || -> std::io::Result<()> {
         std::fs::create_dir_all(data_dir)?;
         std::fs::write(&probe, b"")?;
         std::fs::remove_file(&probe)
     };
-    attempt().map_err(|source| BrokerError::DataDirNotWritable {
-        path: data_dir.to_path_buf(),
-        source,
-    })
+    match attempt() {
+        Ok(()) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            tracing::warn!(
+                error = %e,
+                "data directory {} is read-only: serving reads, refusing writes",
+                data_dir.display()
+            );
+            Ok(false)
+        }
+        Err(source) => Err(BrokerError::DataDirNotWritable {
+            path: data_dir.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Resolves once shutdown has begun (or the broker is gone). Returns `()`

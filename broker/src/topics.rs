@@ -180,6 +180,9 @@ pub enum TopicError {
     BadMeta { path: PathBuf, reason: String },
     #[error("storage: {0}")]
     Storage(#[from] rill_storage::StorageError),
+    /// The broker runs on a read-only data directory.
+    #[error("data directory {dir} is read-only: topics cannot be created or deleted")]
+    ReadOnly { dir: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
@@ -222,6 +225,9 @@ pub struct TopicRegistry {
     defaults: TopicConfig,
     default_partitions: u32,
     backend: Arc<dyn IoBackend>,
+    /// Opened on a read-only data directory: logs are read-only and topics
+    /// can be neither created nor deleted.
+    read_only: bool,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serializes create and delete so two of them never race on one name's
     /// files; lookups never take it.
@@ -237,23 +243,56 @@ impl TopicRegistry {
         default_partitions: u32,
         backend: Arc<dyn IoBackend>,
     ) -> Result<TopicRegistry, TopicError> {
+        Self::open_in(data_dir, defaults, default_partitions, backend, false)
+    }
+
+    /// [`TopicRegistry::open`] for a read-only data directory: every log is
+    /// opened with `PartitionLog::open_read_only`, nothing on disk changes,
+    /// and `create`/`delete` answer [`TopicError::ReadOnly`].
+    pub fn open_read_only(
+        data_dir: &Path,
+        defaults: TopicConfig,
+        default_partitions: u32,
+        backend: Arc<dyn IoBackend>,
+    ) -> Result<TopicRegistry, TopicError> {
+        Self::open_in(data_dir, defaults, default_partitions, backend, true)
+    }
+
+    fn open_in(
+        data_dir: &Path,
+        defaults: TopicConfig,
+        default_partitions: u32,
+        backend: Arc<dyn IoBackend>,
+        read_only: bool,
+    ) -> Result<TopicRegistry, TopicError> {
         let meta_dir = data_dir.join(META_DIR).join(META_TOPICS_DIR);
-        std::fs::create_dir_all(&meta_dir).map_err(io_err(&meta_dir))?;
+        if !read_only {
+            std::fs::create_dir_all(&meta_dir).map_err(io_err(&meta_dir))?;
+        }
         let registry = TopicRegistry {
             data_dir: data_dir.to_path_buf(),
             meta_dir,
             defaults,
             default_partitions,
             backend,
+            read_only,
             topics: RwLock::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
         };
+        if read_only && !registry.meta_dir.exists() {
+            // Never written: no topics.
+            return Ok(registry);
+        }
         let entries = std::fs::read_dir(&registry.meta_dir).map_err(io_err(&registry.meta_dir))?;
         let mut opened = HashMap::new();
         for entry in entries {
             let entry = entry.map_err(io_err(&registry.meta_dir))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(&format!(".{META_TMP_EXT}")) && read_only {
+                // Never existed (see below); removing it is a write.
+                continue;
+            }
             if name.ends_with(&format!(".{META_TMP_EXT}")) {
                 // A creation that crashed before its rename: never existed.
                 tracing::info!(path = %path.display(), "removing unfinished topic metadata");
@@ -281,6 +320,20 @@ impl TopicRegistry {
 
     fn write_topics(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
         self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the registry was opened on a read-only data directory.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn check_writable(&self) -> Result<(), TopicError> {
+        if self.read_only {
+            return Err(TopicError::ReadOnly {
+                dir: self.data_dir.clone(),
+            });
+        }
+        Ok(())
     }
 
     pub fn default_partitions(&self) -> u32 {
@@ -335,7 +388,11 @@ impl TopicRegistry {
                 std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
             }
             let existed = dir.exists();
-            let log = PartitionLog::open(&dir, config.to_log_config(), self.backend.clone())?;
+            let log = if self.read_only {
+                PartitionLog::open_read_only(&dir, config.to_log_config(), self.backend.clone())?
+            } else {
+                PartitionLog::open(&dir, config.to_log_config(), self.backend.clone())?
+            };
             let recovery = log.stats().recovery;
             let clean = recovery.clean_shutdown;
             count_recovery(&meta.name, p, &recovery);
@@ -369,6 +426,7 @@ impl TopicRegistry {
         configs: &[(String, String)],
         validate_only: bool,
     ) -> Result<(), TopicError> {
+        self.check_writable()?;
         validate_topic_name(name).map_err(TopicError::InvalidName)?;
         let partitions = if partitions == 0 {
             self.default_partitions
@@ -429,6 +487,7 @@ impl TopicRegistry {
 
     /// Deletes a topic: metadata first, then its logs and directories.
     pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), TopicError> {
+        self.check_writable()?;
         let _admin = self.admin.lock().await;
         let Some(topic) = self.write_topics().remove(name) else {
             return Err(TopicError::Unknown(name.to_string()));

@@ -38,6 +38,10 @@ pub enum StorageError {
     /// and space returned.
     #[error("write refused: {reason}")]
     WriteRefused { reason: String },
+    /// The log was opened read-only (its data directory cannot be
+    /// written): it serves reads and refuses every append.
+    #[error("log directory {dir} is read-only (read-only data directory): reads are served, writes refused")]
+    ReadOnly { dir: PathBuf },
     #[error("log is closed")]
     Closed,
     #[error("invalid configuration: {0}")]

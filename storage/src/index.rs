@@ -187,6 +187,18 @@ impl<E: Entry> IndexFile<E> {
         })
     }
 
+    /// An index over `entries` kept in memory only, for a read-only log:
+    /// the file is never opened for writing, later entries are not written.
+    pub(crate) fn in_memory(path: PathBuf, entries: Vec<E>) -> Self {
+        IndexFile {
+            path,
+            entries,
+            file: None,
+            dirty: false,
+            unsynced: false,
+        }
+    }
+
     /// An index over `entries` whose file must be rewritten to match.
     pub(crate) fn rebuilt(path: PathBuf, entries: Vec<E>) -> Result<Self> {
         let mut index = IndexFile {

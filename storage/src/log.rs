@@ -166,6 +166,8 @@ struct Inner {
     failed: Option<String>,
     /// A write was refused for lack of space; the rollback is pending.
     rollback: Option<Cut>,
+    /// Opened read-only: the directory every write is refused for.
+    read_only: Option<PathBuf>,
     /// Bumped by each rollback.
     epoch: u64,
     /// `(epoch a rollback started, offset it cut at)`, newest last.
@@ -211,6 +213,9 @@ impl Inner {
     fn check_writable(&self) -> Result<()> {
         if self.closed {
             return Err(StorageError::Closed);
+        }
+        if let Some(dir) = &self.read_only {
+            return Err(StorageError::ReadOnly { dir: dir.clone() });
         }
         match (&self.failed, &self.rollback) {
             (Some(reason), _) => Err(StorageError::LogFailed {
@@ -273,9 +278,37 @@ impl PartitionLog {
     /// Opens (creating if needed) the log in `dir`, recovering it if the
     /// last run did not close it cleanly. Synchronous: runs at start-up.
     pub fn open(dir: &Path, config: LogConfig, backend: Arc<dyn IoBackend>) -> Result<Self> {
+        Self::open_in(dir, config, backend, false)
+    }
+
+    /// Opens the log in `dir` for reading only, for a data directory that
+    /// cannot be written. Recovery still validates (a torn or corrupt tail is
+    /// not served) but nothing on disk changes: the clean-shutdown marker
+    /// stays, no file is cut, created or removed, indexes are rebuilt in
+    /// memory. Every append, flush of new data, truncation or retention
+    /// deletion returns [`StorageError::ReadOnly`]; `close` writes nothing.
+    /// A missing `dir` opens as an empty log.
+    pub fn open_read_only(
+        dir: &Path,
+        config: LogConfig,
+        backend: Arc<dyn IoBackend>,
+    ) -> Result<Self> {
+        Self::open_in(dir, config, backend, true)
+    }
+
+    fn open_in(
+        dir: &Path,
+        config: LogConfig,
+        backend: Arc<dyn IoBackend>,
+        read_only: bool,
+    ) -> Result<Self> {
         config.validate()?;
-        let (mut segments, recovery) =
-            recovery::recover(dir, config.index_interval_bytes, backend.as_ref())?;
+        let (mut segments, recovery) = recovery::recover(
+            dir,
+            config.index_interval_bytes,
+            backend.as_ref(),
+            read_only,
+        )?;
         let now = wall_ms();
         if let Some(active) = segments.last_mut() {
             active.first_append_ms = (!active.is_empty()).then_some(now);
@@ -292,7 +325,7 @@ impl PartitionLog {
         tracing::info!(
             dir = %dir.display(), log_start, log_end = end, segments = segments.len(),
             clean = recovery.clean_shutdown, bytes_truncated = recovery.bytes_truncated,
-            backend = backend.kind().as_str(), "partition log opened"
+            backend = backend.kind().as_str(), read_only, "partition log opened"
         );
         let inner = Inner {
             segments,
@@ -303,6 +336,7 @@ impl PartitionLog {
             pending: VecDeque::new(),
             failed: None,
             rollback: None,
+            read_only: read_only.then(|| dir.to_path_buf()),
             epoch: 0,
             rollbacks: VecDeque::new(),
             closed: false,
@@ -913,6 +947,10 @@ impl PartitionLog {
     pub async fn flush(&self) -> Result<()> {
         let target = {
             let mut inner = self.lock();
+            if inner.read_only.is_some() && !inner.closed {
+                // Nothing was appended since the open: nothing to make durable.
+                return Ok(());
+            }
             self.try_roll_back(&mut inner);
             inner.check_writable()?;
             inner.next_offset
@@ -931,6 +969,15 @@ impl PartitionLog {
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
         let (removed, log_start) = {
             let mut inner = self.lock();
+            if inner.read_only.is_some() {
+                // Deleting files is a write; the expired segments stay
+                // served until the directory is writable again.
+                return Ok(RetentionOutcome {
+                    segments_deleted: 0,
+                    bytes_deleted: 0,
+                    log_start_offset: inner.log_start,
+                });
+            }
             let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
             let mut n = 0;
             while let Some(s) = inner
@@ -1034,6 +1081,11 @@ impl PartitionLog {
         self.backend.kind()
     }
 
+    /// Whether the log was opened with [`PartitionLog::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.lock().read_only.is_some()
+    }
+
     pub fn stats(&self) -> LogStats {
         LogStats {
             appends: self.appends.load(Ordering::Relaxed),
@@ -1049,6 +1101,16 @@ impl PartitionLog {
     /// Flushes, writes and syncs the indexes, then leaves the clean-shutdown
     /// marker so the next open trusts the indexes instead of scanning.
     pub async fn close(self) -> Result<()> {
+        {
+            let mut inner = self.lock();
+            if inner.read_only.is_some() {
+                // Writes nothing: a marker left by the last writable run
+                // is still there, and still true.
+                inner.closed = true;
+                tracing::info!(dir = %self.dir.display(), "read-only partition log closed");
+                return Ok(());
+            }
+        }
         self.flush().await?;
         let mut inner = self.lock();
         inner.closed = true;

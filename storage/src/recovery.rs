@@ -16,6 +16,13 @@
 //! predecessor lost its tail, or it is an orphan of a half-done roll) is
 //! removed with everything after it: nothing after a tear is served.
 //!
+//! A read-only open (`read_only`, for a data directory that cannot be
+//! written) runs the same checks but changes nothing on disk: the marker
+//! stays, nothing is removed or cut, and indexes are rebuilt in memory
+//! only. A torn tail is left in the file and the segment's readable end
+//! stops before it, so what is served is exactly what a writable open would
+//! keep (`bytes_truncated` then counts bytes left out rather than cut).
+//!
 //! Known limit: after a crash, a time index that lost entries its offset
 //! index kept can understate a segment's max timestamp (the files are
 //! written separately and not synced); this only makes time retention and
@@ -28,7 +35,7 @@ use rill_protocol::batch::BatchView;
 
 use crate::error::{Result, StorageError};
 use crate::index::{IndexFile, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
-use crate::io::{IoBackend, LogFile};
+use crate::io::{absent_read_only, IoBackend, LogFile};
 use crate::segment::{
     parse_log_name, read_header, segment_path, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
@@ -91,23 +98,40 @@ impl CleanState {
 }
 
 /// Loads the segments of `dir` (created if missing), repairing what a crash
-/// left. Returns them oldest first; never empty.
+/// left. Returns them oldest first; never empty. With `read_only` nothing
+/// on disk changes (see the module docs) and a missing `dir` is an empty log.
 pub(crate) fn recover(
     dir: &Path,
     interval: u32,
     backend: &dyn IoBackend,
+    read_only: bool,
 ) -> Result<(Vec<Segment>, RecoveryStats)> {
-    std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
     let mut stats = RecoveryStats::default();
-    let clean = take_marker(dir, backend)?;
+    let (clean, bases) = if read_only {
+        if dir.exists() {
+            (read_marker(dir)?, list_segments(dir, read_only)?)
+        } else {
+            (None, Vec::new())
+        }
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        (take_marker(dir, backend)?, list_segments(dir, read_only)?)
+    };
     stats.clean_shutdown = clean.is_some();
 
-    let bases = list_segments(dir)?;
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     for (i, &base) in bases.iter().enumerate() {
         if let Some(prev) = segments.last() {
             if prev.next_offset != base {
                 let dropped = bases.get(i..).unwrap_or(&[]);
+                stats.segments_dropped += dropped.len() as u64;
+                if read_only {
+                    tracing::warn!(
+                        dir = %dir.display(), expected = prev.next_offset, found = base,
+                        ignored = dropped.len(), "segment does not continue the log; read-only: not serving it or any later segment"
+                    );
+                    break;
+                }
                 tracing::warn!(
                     dir = %dir.display(), expected = prev.next_offset, found = base,
                     dropped = dropped.len(), "segment does not continue the log; dropping it and all later segments"
@@ -115,7 +139,6 @@ pub(crate) fn recover(
                 for &b in dropped {
                     remove_segment_files(dir, b, backend)?;
                 }
-                stats.segments_dropped += dropped.len() as u64;
                 backend
                     .sync_dir(dir)
                     .map_err(|e| StorageError::io(dir, e))?;
@@ -124,9 +147,12 @@ pub(crate) fn recover(
         }
         let is_last = i + 1 == bases.len();
         let path = segment_path(dir, base, LOG_SUFFIX);
-        let log = backend
-            .open(&path)
-            .map_err(|e| StorageError::io(&path, e))?;
+        let log = if read_only {
+            backend.open_read_only(&path)
+        } else {
+            backend.open(&path)
+        }
+        .map_err(|e| StorageError::io(&path, e))?;
         let len = log.len().map_err(|e| StorageError::io(&path, e))?;
         let known_end = match clean {
             Some(state) if is_last => (len == state.active_size).then_some(state.end_offset),
@@ -134,16 +160,28 @@ pub(crate) fn recover(
             None => None,
         };
         let trusted = match known_end {
-            Some(end) => load_trusted(dir, base, &log, len, end)?,
+            Some(end) => load_trusted(dir, base, &log, len, end, read_only)?,
             None => None,
         };
         let segment = match trusted {
             Some(s) => s,
-            None => recover_segment(dir, base, log, len, interval, is_last, &mut stats)?,
+            None => recover_segment_in(
+                dir, base, log, len, interval, is_last, read_only, &mut stats,
+            )?,
         };
         segments.push(segment);
     }
-    if segments.is_empty() {
+    if segments.is_empty() && read_only {
+        let path = segment_path(dir, 0, LOG_SUFFIX);
+        segments.push(Segment::from_parts(
+            0,
+            absent_read_only(&path),
+            0,
+            0,
+            OffsetIndex::in_memory(segment_path(dir, 0, INDEX_SUFFIX), Vec::new()),
+            TimeIndex::in_memory(segment_path(dir, 0, TIME_INDEX_SUFFIX), Vec::new()),
+        ));
+    } else if segments.is_empty() {
         segments.push(Segment::create(dir, 0, backend)?);
         backend
             .sync_dir(dir)
@@ -157,26 +195,43 @@ pub(crate) fn recover(
 /// so that a crash from here on is detected on the next open.
 fn take_marker(dir: &Path, backend: &dyn IoBackend) -> Result<Option<CleanState>> {
     let path = dir.join(CLEAN_SHUTDOWN_MARKER);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => String::new(),
-        Err(e) => return Err(StorageError::io(&path, e)),
+    let Some(text) = read_marker_text(&path)? else {
+        return Ok(None);
     };
     std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
     backend
         .sync_dir(dir)
         .map_err(|e| StorageError::io(dir, e))?;
-    let state = CleanState::decode(&text);
+    Ok(decode_marker(&path, &text))
+}
+
+/// Reads the clean-shutdown marker and leaves it: a read-only open writes
+/// nothing, so the next writable open still finds it.
+fn read_marker(dir: &Path) -> Result<Option<CleanState>> {
+    let path = dir.join(CLEAN_SHUTDOWN_MARKER);
+    Ok(read_marker_text(&path)?.and_then(|text| decode_marker(&path, &text)))
+}
+
+fn read_marker_text(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(Some(String::new())),
+        Err(e) => Err(StorageError::io(path, e)),
+    }
+}
+
+fn decode_marker(path: &Path, text: &str) -> Option<CleanState> {
+    let state = CleanState::decode(text);
     if state.is_none() {
         tracing::warn!(path = %path.display(), "unreadable clean-shutdown marker; recovering as after a crash");
     }
-    Ok(state)
+    state
 }
 
 /// Base offsets of the segment log files in `dir`, sorted. Index files with
-/// no log file beside them are removed.
-fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+/// no log file beside them are removed (left alone when `read_only`).
+fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
@@ -192,7 +247,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         }
     }
     bases.sort_unstable();
-    for path in index_files {
+    for path in index_files.into_iter().filter(|_| !read_only) {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         let has_log = format!("{stem}.{LOG_SUFFIX}");
         if parse_log_name(&has_log).is_none_or(|b| bases.binary_search(&b).is_err()) {
@@ -223,6 +278,7 @@ fn load_trusted(
     log: &Arc<dyn LogFile>,
     len: u64,
     end_offset: u64,
+    read_only: bool,
 ) -> Result<Option<Segment>> {
     let index_path = segment_path(dir, base, INDEX_SUFFIX);
     let time_path = segment_path(dir, base, TIME_INDEX_SUFFIX);
@@ -243,8 +299,17 @@ fn load_trusted(
         tracing::warn!(dir = %dir.display(), base, "index fails its sanity check after clean shutdown; scanning");
         return Ok(None);
     }
-    let index = OffsetIndex::with_entries(index_path, offsets)?;
-    let time_index = TimeIndex::with_entries(time_path, times)?;
+    let (index, time_index) = if read_only {
+        (
+            OffsetIndex::in_memory(index_path, offsets),
+            TimeIndex::in_memory(time_path, times),
+        )
+    } else {
+        (
+            OffsetIndex::with_entries(index_path, offsets)?,
+            TimeIndex::with_entries(time_path, times)?,
+        )
+    };
     Ok(Some(Segment::from_parts(
         base,
         log.clone(),
@@ -274,6 +339,25 @@ pub(crate) fn recover_segment(
     len: u64,
     interval: u32,
     verify_all: bool,
+    stats: &mut RecoveryStats,
+) -> Result<Segment> {
+    recover_segment_in(dir, base, log, len, interval, verify_all, false, stats)
+}
+
+/// [`recover_segment`]; with `read_only` the index is rebuilt in memory and
+/// a torn tail is left in the file, past the segment's readable end.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per mode; a struct would only rename them"
+)]
+fn recover_segment_in(
+    dir: &Path,
+    base: u64,
+    log: Arc<dyn LogFile>,
+    len: u64,
+    interval: u32,
+    verify_all: bool,
+    read_only: bool,
     stats: &mut RecoveryStats,
 ) -> Result<Segment> {
     let index_path = segment_path(dir, base, INDEX_SUFFIX);
@@ -311,11 +395,26 @@ pub(crate) fn recover_segment(
         Some(last) => times.retain(|t| t.rel <= last.rel),
         None => times.clear(),
     }
-    let index = OffsetIndex::rebuilt(index_path, offsets)?;
-    let time_index = TimeIndex::rebuilt(time_path, times)?;
+    let (index, time_index) = if read_only {
+        (
+            OffsetIndex::in_memory(index_path, offsets),
+            TimeIndex::in_memory(time_path, times),
+        )
+    } else {
+        (
+            OffsetIndex::rebuilt(index_path, offsets)?,
+            TimeIndex::rebuilt(time_path, times)?,
+        )
+    };
     let mut segment = Segment::from_parts(base, log, start_pos, start_offset, index, time_index);
     let valid_end = scan_tail(&mut segment, len, interval, stats)?;
-    if valid_end < len {
+    if valid_end < len && read_only {
+        tracing::warn!(
+            path = %segment.path().display(), valid_end, file_len = len,
+            "torn or corrupt segment tail; read-only: not serving it, file left as it is"
+        );
+        stats.bytes_truncated += len - valid_end;
+    } else if valid_end < len {
         tracing::warn!(
             path = %segment.path().display(), valid_end, file_len = len,
             "cutting torn or corrupt segment tail"

@@ -280,7 +280,26 @@ impl OffsetStore {
 
     /// [`OffsetStore::open`] with a rotation interval (tests use small ones).
     pub fn open_with(dir: &Path, backend: Arc<dyn IoBackend>, snapshot_every: u64) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        Self::open_in(dir, backend, snapshot_every, false)
+    }
+
+    /// Opens the store for reading only (a read-only data directory):
+    /// offsets load as usual, nothing on disk changes (no leftover
+    /// generation is removed, the log opens read-only), and every commit
+    /// fails with `StorageError::ReadOnly`. A missing `dir` is an empty store.
+    pub fn open_read_only(dir: &Path, backend: Arc<dyn IoBackend>) -> Result<Self> {
+        Self::open_in(dir, backend, SNAPSHOT_EVERY_RECORDS_DEFAULT, true)
+    }
+
+    fn open_in(
+        dir: &Path,
+        backend: Arc<dyn IoBackend>,
+        snapshot_every: u64,
+        read_only: bool,
+    ) -> Result<Self> {
+        if !read_only {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
         let snapshot_path = dir.join(SNAPSHOT_FILE);
         let (generation, mut offsets) = match fs::read(&snapshot_path) {
             Ok(bytes) => decode_snapshot(&bytes).map_err(|reason| OffsetStoreError::Corrupt {
@@ -295,9 +314,13 @@ impl OffsetStore {
             generation,
             ..OffsetStoreStats::default()
         };
-        remove_other_generations(dir, generation)?;
         let log_dir = generation_dir(dir, generation);
-        let log = PartitionLog::open(&log_dir, log_config(), Arc::clone(&backend))?;
+        let log = if read_only {
+            PartitionLog::open_read_only(&log_dir, log_config(), Arc::clone(&backend))?
+        } else {
+            remove_other_generations(dir, generation)?;
+            PartitionLog::open(&log_dir, log_config(), Arc::clone(&backend))?
+        };
         let replayed = replay(&log, &log_dir, &mut offsets)?;
         stats.records_replayed = replayed;
         tracing::info!(
@@ -305,6 +328,7 @@ impl OffsetStore {
             generation,
             snapshot_entries = stats.snapshot_entries_loaded,
             replayed,
+            read_only,
             "consumer offsets loaded"
         );
         Ok(OffsetStore {

@@ -103,6 +103,21 @@ impl GroupCoordinator {
         })
     }
 
+    /// [`GroupCoordinator::open`] with the store opened read-only (a
+    /// read-only data directory): groups form and offsets are fetched as
+    /// usual, while OffsetCommit, DeleteGroups and ResetOffsets answer
+    /// `StorageError` (the store refuses every write).
+    pub fn open_read_only(
+        dir: &Path,
+        backend: Arc<dyn IoBackend>,
+        config: CoordinatorConfig,
+    ) -> Result<Self, OffsetStoreError> {
+        Ok(GroupCoordinator {
+            state: Mutex::new(Coordinator::new(config)),
+            offsets: OffsetStore::open_read_only(dir, backend)?,
+        })
+    }
+
     /// [`GroupCoordinator::open`] over an already opened store.
     pub fn with_store(offsets: OffsetStore, config: CoordinatorConfig) -> Self {
         GroupCoordinator {

@@ -13,4 +13,5 @@ mod metrics_endpoint;
 mod process;
 mod produce_fetch;
 mod random_requests;
+mod read_only;
 mod restart;

@@ -29,6 +29,7 @@ fn metric_names_are_stable() {
         "rill_recovery_indexes_rebuilt_total",
         "rill_recovery_segments_dropped_total",
         "rill_storage_corrupt_reads_total",
+        "rill_read_only",
     ];
     assert_eq!(rill_broker::metrics::ALL, &expected[..]);
 }

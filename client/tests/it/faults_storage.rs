@@ -690,12 +690,13 @@ async fn full_disk_refuses_writes_then_resumes_without_restart() {
     drop(fs);
 }
 
-/// A read-only data directory: the broker refuses to start, with an error
-/// naming the cause (opening a log must remove its clean-shutdown marker
-/// and may have to repair files, so there is no safe read-only mode); once
-/// the directory is writable again it starts and serves everything.
+/// A read-only data directory: the broker starts read-only (after an
+/// unclean stop, so its logs are scanned without being changed), consumers
+/// read everything, metadata works, producers and topic creation get
+/// `StorageError` with a message naming the read-only directory; restarted
+/// on the directory made writable again, it takes writes at the next offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_data_dir_refuses_to_start_with_a_clear_error() {
+async fn read_only_data_dir_serves_reads_and_refuses_writes() {
     let Some(fs) = Tmpfs::mount("4m") else {
         return;
     };
@@ -706,33 +707,83 @@ async fn read_only_data_dir_refuses_to_start_with_a_clear_error() {
     create(&handle, topic, 1).await;
     let conn = connect(&handle).await;
     let mut acked = Vec::new();
-    for seed in 0..3 {
+    for seed in 0..BATCHES {
         let (code, base, _) = produce(&conn, topic, 0, seed).await;
         assert_eq!(code, ErrorCode::None);
         acked.extend(expected(0, base, seed));
     }
     drop(conn);
     handle.shutdown().await;
+    // As after a crash: the read-only open must scan (and not cut) the log.
+    std::fs::remove_file(partition_dir(fs.path(), topic, 0).join(CLEAN_SHUTDOWN_MARKER))
+        .expect("remove marker");
 
     fs.remount("ro");
-    let err = match Broker::start(config(fs.path())).await {
-        Ok(_) => panic!("the broker started on a read-only directory"),
-        Err(e) => e,
-    };
-    let text = err.to_string();
-    assert!(
-        matches!(err, rill_broker::BrokerError::DataDirNotWritable { .. })
-            && text.contains("Read-only file system"),
-        "clear error: {text}"
-    );
+    let handle = Broker::start(config(fs.path()))
+        .await
+        .expect("the broker starts on a read-only directory");
+    let addr = handle.local_addr().to_string();
+    let conn = connect(&handle).await;
+    let meta = conn
+        .metadata(MetadataRequest { topics: None })
+        .await
+        .expect("metadata while read-only");
+    assert!(meta.topics.iter().any(|t| t.name == topic), "{meta:?}");
+    let got = consume_all(&addr, topic, 0, acked.len()).await;
+    assert_same(&got, &acked, "read-only");
+
+    let (code, _, message) = produce(&conn, topic, 0, 1_000).await;
+    assert_eq!(code, ErrorCode::StorageError, "{message:?}");
+    let message = message.expect("an error message");
+    assert!(message.contains("read-only"), "clear message: {message}");
+
+    let producer = Producer::new(ProducerConfig {
+        acks: Acks::All,
+        retries: 1,
+        retry_backoff: Duration::from_millis(50),
+        ..ProducerConfig::new(addr.clone())
+    })
+    .await
+    .expect("producer");
+    let delivery = producer
+        .send_to_partition(topic, 0, Some(b"k"), b"refused", &[])
+        .await
+        .expect("buffered");
+    match delivery.await {
+        Err(ClientError::Broker { code, message, .. }) => {
+            assert_eq!(code, ErrorCode::StorageError);
+            let message = message.unwrap_or_default();
+            assert!(message.contains("read-only"), "clear message: {message}");
+        }
+        other => panic!("expected a read-only storage error, got {other:?}"),
+    }
+    producer.close().await.ok();
+
+    let admin = rill_client::Admin::connect(rill_client::AdminConfig::new(addr.clone()))
+        .await
+        .expect("admin");
+    let err = admin
+        .create_topic("another", 1, &[])
+        .await
+        .expect_err("no topic is created on a read-only directory");
+    assert!(err.to_string().contains("read-only"), "clear error: {err}");
+    drop(conn);
+    handle.shutdown().await;
 
     fs.remount("rw");
     let handle = Broker::start(config(fs.path()))
         .await
         .expect("starts again");
     let addr = handle.local_addr().to_string();
+    let conn = connect(&handle).await;
+    let end = acked.last().map_or(0, |r| r.1 + 1);
+    let (code, base, message) = produce(&conn, topic, 0, 2_000).await;
+    assert_eq!(code, ErrorCode::None, "writes resume: {message:?}");
+    assert_eq!(base, end, "offsets continue after the acknowledged ones");
+    acked.extend(expected(0, base, 2_000));
     let got = consume_all(&addr, topic, 0, acked.len()).await;
     assert_same(&got, &acked, "after the directory is writable again");
+    drop(conn);
     handle.shutdown().await;
     drop(fs);
 }

@@ -30,10 +30,12 @@
 //! - `thread`: the I/O thread shared by the real backends ([`ThreadBackend`]).
 //! - `std_backend`: `pwrite` + `fdatasync` executor.
 //! - `uring`: io_uring executor (one submission per drain).
+//! - `read_only`: segment files opened `O_RDONLY` for a read-only log.
 //! - `crash`: [`CrashBackend`], real files plus in-memory "written" and
 //!   "durable" images, for crash-consistency tests.
 
 mod crash;
+mod read_only;
 mod std_backend;
 mod thread;
 mod uring;
@@ -113,6 +115,13 @@ pub trait IoBackend: Send + Sync + fmt::Debug + 'static {
     fn kind(&self) -> BackendKind;
     /// Opens `path` for reading and writing, creating it when missing.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn LogFile>>;
+    /// Opens an existing `path` for reading only (`O_RDONLY`): for a log on
+    /// a read-only data directory. Its writes, syncs and length changes
+    /// fail with `ErrorKind::ReadOnlyFilesystem`. The default opens it with
+    /// std directly: reads never go through the I/O thread anyway.
+    fn open_read_only(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
+        Ok(Arc::new(read_only::ReadOnlyFile::open(path)?))
+    }
     /// Deletes a file (retention, truncation of whole segments).
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (created, removed files) durable.
@@ -143,6 +152,12 @@ pub trait LogFile: Send + Sync + fmt::Debug {
     /// fail with [`file_closed`]'s error); writes queued before still
     /// complete. The default does nothing: a wrapper must forward it.
     fn close(&self) {}
+}
+
+/// An empty read-only file at `path` that does not exist on disk: the
+/// active segment of an empty log that cannot be created.
+pub(crate) fn absent_read_only(path: &Path) -> Arc<dyn LogFile> {
+    Arc::new(read_only::ReadOnlyFile::absent(path))
 }
 
 /// The error of a write, sync or length change on a closed [`LogFile`].
