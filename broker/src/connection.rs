@@ -1,12 +1,17 @@
 //! One client connection: a reader that frames and decodes requests and a
 //! writer that sends responses in request order.
 //!
-//! The reader reads a frame's 4-byte length prefix, checks it against
-//! `frame_bytes_max`, then takes that many bytes from the connection's and
-//! the broker's in-flight budgets (semaphores) *before* reading the body: a
-//! client that sends faster than the broker answers is slowed down by TCP
-//! backpressure, not buffered. A frame larger than a whole budget takes all
-//! of it (it then runs alone) so a legal frame can never deadlock. A Fetch
+//! The reader reads a frame's 4-byte length prefix and checks it against
+//! `frame_bytes_max`, then reads the body in chunks of at most
+//! `BODY_CHUNK_BYTES` (1 MiB), taking each chunk's bytes from the
+//! connection's and the broker's in-flight budgets (semaphores) *before*
+//! reading it straight from the socket into the body: a client that sends
+//! faster than the broker answers is slowed down by TCP backpressure, not
+//! buffered, and a client that announces 100 MiB and trickles it holds at
+//! most one chunk more than it has sent (taking the announced length up
+//! front let six such clients hold the whole 512 MiB broker budget). A frame larger than a whole budget stops taking at all of
+//! it and reads the rest anyway (it then runs alone), so it never waits on
+//! itself. A Fetch
 //! also reserves its response size (`max_bytes`, shrunk to what the budgets
 //! grant; the first batch may still exceed it by one batch) before it is
 //! spawned. The permits are released when the response has been written.
@@ -22,11 +27,16 @@
 //!
 //! Slow senders: a connection may sit idle between frames for as long as it
 //! likes, but once a frame's first byte has arrived the whole frame must
-//! arrive within `request_read_timeout_ms` (time spent waiting for budget
-//! does not count), else the connection is closed. A client trickling a
-//! frame a byte at a time would otherwise hold the budget bytes reserved
-//! for its announced length (up to `frame_bytes_max` of the broker's
-//! budget) for ever.
+//! arrive within `request_read_timeout_ms`, else the connection is closed:
+//! a client trickling a frame would otherwise hold the budget for the bytes
+//! it sent for ever. Waiting for the *first* chunk's budget does not count
+//! (the frame holds nothing, it is the broker's delay); waiting for more
+//! budget while holding some does. That is the choice that keeps partial
+//! frames from deadlocking: several half-read frames can together hold the
+//! whole broker budget, each waiting for more, and the oldest one's deadline
+//! cuts it and frees its bytes. The cost: a legal big producer that cannot
+//! get budget for `request_read_timeout_ms` (30 s by default) mid-frame is
+//! cut and must retry; a healthy broker frees budget in milliseconds.
 //!
 //! Bad input: a length prefix over the limit, EOF inside a frame, a frame
 //! sent too slowly, or a header that cannot be decoded closes the connection
@@ -63,6 +73,11 @@ use crate::server::Shared;
 pub const PIPELINE_REQUESTS_MAX: usize = 512;
 /// Read buffer per connection: small requests need one syscall for many.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Budget a frame body takes ahead of the bytes it reads: what a client
+/// that trickles a huge frame can hold beyond what it sent. Larger than the
+/// read buffer, so body reads bypass it.
+const BODY_CHUNK_BYTES: usize = 1024 * 1024;
+const _: () = assert!(BODY_CHUNK_BYTES > READ_BUFFER_BYTES);
 /// Where the correlation id sits in a request body: after `u16 api_key` and
 /// `u16 api_version`. Used only to answer a request whose key is unknown
 /// (the header decoder rejects those before returning the id).
@@ -126,6 +141,16 @@ struct InflightBytes {
     broker_permits: usize,
 }
 
+impl InflightBytes {
+    /// Counts a frame's bytes beyond what its permits cover (a frame larger
+    /// than a budget) in `bytes`, so the gauge shows the memory it holds.
+    fn count_unbudgeted(&mut self, frame_len: usize) {
+        let extra = frame_len.saturating_sub(self.bytes);
+        self.bytes += extra;
+        ::metrics::gauge!(metrics::INFLIGHT_BYTES).increment(extra as f64);
+    }
+}
+
 impl Drop for InflightBytes {
     fn drop(&mut self) {
         ::metrics::gauge!(metrics::INFLIGHT_BYTES).decrement(self.bytes as f64);
@@ -134,10 +159,13 @@ impl Drop for InflightBytes {
 
 /// The connection's and the broker's in-flight byte budgets.
 ///
-/// Deadlock freedom: only the reader acquires, in request order, and every
-/// permit is released by writing a response, which never waits for
-/// permits. One request never holds more than a whole budget (larger
-/// frames are capped), so it never waits on itself.
+/// Deadlock freedom: on one connection only the reader acquires, in
+/// request order, and every permit is released by writing a response,
+/// which never waits for permits. One request never holds more than a whole
+/// budget (larger frames are capped), so it never waits on itself. Across
+/// connections, frames half read can hold budget while waiting for more;
+/// that wait is on the frame's read deadline (see module docs), which
+/// breaks any cycle.
 struct Budgets {
     connection: Arc<Semaphore>,
     connection_budget: usize,
@@ -299,21 +327,68 @@ async fn read_full<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut [u8]) -> std::io:
     Ok(filled)
 }
 
-/// Reads exactly `len` bytes into `body`.
+/// Reads a `len`-byte frame body, taking budget for each chunk before
+/// reading it (see module docs): waiting for bytes is on the frame's clock
+/// (`deadline`), and so is waiting for budget once the frame holds some;
+/// only the first chunk's wait, holding nothing, is off it.
 async fn read_body<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    body: &mut BytesMut,
+    rd: &mut BufReader<R>,
+    budgets: &Budgets,
     len: usize,
-) -> Result<(), Closed> {
+    mut deadline: tokio::time::Instant,
+    read_timeout: std::time::Duration,
+) -> Result<(BytesMut, InflightBytes), Closed> {
+    // Full capacity up front: the allocation is address space only until
+    // bytes are written into it (the kernel commits pages on first touch),
+    // so a trickling client still costs only what it sent, and a big frame
+    // is not copied again each time a growing buffer doubles.
+    let mut body = BytesMut::with_capacity(len);
+    let mut inflight: Option<InflightBytes> = None;
     while body.len() < len {
-        let want = (len - body.len()) as u64;
-        match (&mut *rd).take(want).read_buf(body).await {
-            Ok(0) => return Err(Closed::Truncated),
-            Ok(_) => {}
-            Err(e) => return Err(Closed::Io(e)),
+        // Budget is taken a bounded chunk ahead of the bytes: a trickling
+        // client holds at most one chunk more than it sent, and the chunk is
+        // read straight from the socket into the body (the read buffer is
+        // bypassed for reads larger than it), so a produce is copied once.
+        let chunk = (len - body.len()).min(BODY_CHUNK_BYTES);
+        match inflight.as_mut() {
+            None => {
+                // Holding nothing, this wait cannot block anyone: the
+                // broker's delay, not the client's.
+                let waiting_since = tokio::time::Instant::now();
+                inflight = Some(budgets.acquire(chunk).await.ok_or(Closed::Clean)?);
+                deadline += waiting_since.elapsed();
+            }
+            Some(held) => {
+                // Holding budget while waiting for more could deadlock with
+                // other half-read frames; the frame's deadline breaks it.
+                match tokio::time::timeout_at(deadline, budgets.extend(held, chunk)).await {
+                    Err(_) => return Err(Closed::ReadTimeout(read_timeout)),
+                    Ok(None) => return Err(Closed::Clean),
+                    // Granted, or 0 at a whole budget: such a frame runs
+                    // alone past the budget, as it always has.
+                    Ok(Some(_)) => {}
+                }
+            }
+        }
+        let target = body.len() + chunk;
+        while body.len() < target {
+            let want = target - body.len();
+            let mut room = bytes::BufMut::limit(&mut body, want);
+            match tokio::time::timeout_at(deadline, rd.read_buf(&mut room)).await {
+                Err(_) => return Err(Closed::ReadTimeout(read_timeout)),
+                Ok(Err(e)) => return Err(Closed::Io(e)),
+                Ok(Ok(0)) => return Err(Closed::Truncated),
+                Ok(Ok(_)) => {}
+            }
         }
     }
-    Ok(())
+    let mut inflight = match inflight {
+        Some(held) => held,
+        None => budgets.acquire(0).await.ok_or(Closed::Clean)?,
+    };
+    // Bytes past a whole budget are still in memory: show them in the gauge.
+    inflight.count_unbudgeted(len);
+    Ok((body, inflight))
 }
 
 async fn read_loop(rd: OwnedReadHalf, tx: mpsc::Sender<Pending>, shared: &Arc<Shared>) -> Closed {
@@ -342,7 +417,7 @@ async fn read_loop(rd: OwnedReadHalf, tx: mpsc::Sender<Pending>, shared: &Arc<Sh
             Ok(_) => {}
             Err(e) => return Closed::Io(e),
         }
-        let mut deadline = tokio::time::Instant::now() + read_timeout;
+        let deadline = tokio::time::Instant::now() + read_timeout;
         let got = match tokio::time::timeout_at(deadline, read_full(&mut rd, prefix_rest)).await {
             Ok(got) => got,
             Err(_) => return Closed::ReadTimeout(read_timeout),
@@ -360,18 +435,11 @@ async fn read_loop(rd: OwnedReadHalf, tx: mpsc::Sender<Pending>, shared: &Arc<Sh
             Err(e) => return Closed::BadHeader(e),
         };
 
-        // Waiting for budget is the broker's delay, not the client's.
-        let waiting_since = tokio::time::Instant::now();
-        let Some(mut inflight) = budgets.acquire(len).await else {
-            return Closed::Clean;
-        };
-        deadline += waiting_since.elapsed();
-        let mut body = BytesMut::with_capacity(len);
-        match tokio::time::timeout_at(deadline, read_body(&mut rd, &mut body, len)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(closed)) => return closed,
-            Err(_) => return Closed::ReadTimeout(read_timeout),
-        }
+        let (mut body, mut inflight) =
+            match read_body(&mut rd, &budgets, len, deadline, read_timeout).await {
+                Ok(read) => read,
+                Err(closed) => return closed,
+            };
 
         let peeked_correlation_id = body
             .get(HEADER_OFFSET_CORRELATION_ID..HEADER_CORRELATION_ID_END)

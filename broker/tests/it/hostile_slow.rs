@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 
 use crate::common::Client;
 use crate::hostile_common::{
-    create, good_client_rate, long_mode, measure_for, report, BrokerProcess,
+    connections_open, create, good_client_rate, long_mode, measure_for, report, Attack,
+    BrokerProcess,
 };
 
 /// The read timeout the tests configure, short so the CI form takes seconds.
@@ -27,8 +28,8 @@ const BYTE_INTERVAL_CI: Duration = Duration::from_millis(100);
 const BYTE_INTERVAL_LONG: Duration = Duration::from_secs(1);
 /// Slow clients at once, each reconnecting after every cut.
 const SLOW_CLIENTS: usize = 16;
-/// The frame length the slow clients announce: the broker reserves this
-/// much budget before reading the body.
+/// The frame length the slow clients announce (the broker takes budget
+/// only for the bytes that arrive).
 const SLOW_FRAME_CLAIM: u32 = 1024 * 1024;
 /// Slack on the cut-off time: scheduling on a busy 2-core box.
 const CUTOFF_SLACK: Duration = Duration::from_secs(3);
@@ -173,4 +174,89 @@ async fn hostile_slow_but_complete_frames_and_idle_gaps_are_served() {
         Response::ApiVersions(r) => assert_eq!(r.error, ErrorCode::None),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// Slow clients announcing the largest legal frame at once (the default
+/// `frame_bytes_max`, 100 MiB): more than the broker budget between them.
+const HUGE_FRAME_CLIENTS: usize = 8;
+/// Their announced frame: the default `frame_bytes_max`.
+const HUGE_FRAME_CLAIM: u32 = 100 * 1024 * 1024;
+/// A few bytes a second.
+const HUGE_FRAME_BYTE_INTERVAL: Duration = Duration::from_millis(300);
+/// Under `RILL_LONG=1` the 30 s measurement would reach the default 30 s
+/// read timeout and cut the slow clients; they must outlast it.
+const HUGE_FRAME_READ_TIMEOUT_LONG: Duration = Duration::from_secs(120);
+/// Scrapes (50 ms apart) until every slow client is connected.
+const CONNECT_POLLS: usize = 100;
+
+/// Announces a `HUGE_FRAME_CLAIM`-byte frame and trickles its body until
+/// the broker closes the connection or the attack stops.
+async fn trickle_huge_frame(addr: std::net::SocketAddr) {
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return;
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    if wr.write_all(&HUGE_FRAME_CLAIM.to_le_bytes()).await.is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 64];
+    loop {
+        tokio::select! {
+            _ = rd.read(&mut scratch) => return,
+            _ = tokio::time::sleep(HUGE_FRAME_BYTE_INTERVAL) => {
+                if wr.write_all(&[0]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Eight clients announce 100 MiB frames (800 MiB, over the 512 MiB broker budget) and trickle them; budget is taken as bytes arrive, so a good client keeps its rate (with up-front reservation it stalled until the read timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_slow_huge_frames_hold_only_what_they_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Default limits and read timeout (30 s; longer under `RILL_LONG=1`):
+    // the attack outlasts the measurement.
+    let timeout_ms = HUGE_FRAME_READ_TIMEOUT_LONG.as_millis().to_string();
+    let extra: &[&str] = if long_mode() {
+        &["--request-read-timeout-ms", &timeout_ms]
+    } else {
+        &[]
+    };
+    let broker = BrokerProcess::spawn(dir.path(), extra);
+    create(broker.addr, "good").await;
+    let solo = good_client_rate(broker.addr, "good", measure_for()).await;
+
+    let addr = broker.addr;
+    let attack = Attack::start(move || async move {
+        let clients: Vec<_> = (0..HUGE_FRAME_CLIENTS)
+            .map(|_| tokio::spawn(trickle_huge_frame(addr)))
+            .collect();
+        for c in clients {
+            let _ = c.await;
+        }
+    });
+    // Every slow client connected (and, a moment later, announced).
+    let want = HUGE_FRAME_CLIENTS as f64;
+    let mut open = 0.0;
+    for _ in 0..CONNECT_POLLS {
+        open = connections_open(broker.metrics).await;
+        if open >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(open >= want, "only {open} slow clients connected");
+    tokio::time::sleep(HUGE_FRAME_BYTE_INTERVAL).await;
+
+    let attacked = good_client_rate(broker.addr, "good", measure_for()).await;
+    // Every slow client is still connected: none was cut meanwhile.
+    let still_open = connections_open(broker.metrics).await;
+    attack.stop();
+    assert!(
+        still_open >= want,
+        "slow clients were cut during the measurement ({still_open} open)"
+    );
+    report("slow_huge_frames", solo, attacked, &broker);
 }
