@@ -6,7 +6,7 @@
 //! `rill-broker listening on <addr> metrics on <addr>`, so scripts and tests
 //! that asked for port 0 learn the real ports.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use rill_broker::{Broker, BrokerConfig, ConfigError};
@@ -28,6 +28,8 @@ fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
