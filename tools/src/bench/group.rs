@@ -22,14 +22,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rill_client::{Admin, AutoOffsetReset, GroupConsumer, GroupConsumerConfig, OffsetSpec};
+use rill_client::{Admin, AutoOffsetReset, GroupConsumer, GroupConsumerConfig};
 use serde::Serialize;
 
 use super::actors::CONSUMER_STALL_TIMEOUT;
 use super::report::{PhaseReport, Report, Verification};
 use super::stats::ActorStats;
 use super::workload::{record_digest, Checksum};
-use super::{join_all, offsets, produce_phase, ProgressTicker, Settings, EMBEDDED};
+use super::{fill_if_empty, join_all, FilledTopic, ProgressTicker, Settings, EMBEDDED};
 use crate::error::CliError;
 
 /// How long one member poll waits before the member checks whether the
@@ -109,33 +109,13 @@ pub(super) async fn group_scenario(
     s: &Settings,
     base: Instant,
 ) -> Result<Report, CliError> {
-    let starts = offsets(admin, &topic, partitions, OffsetSpec::Earliest).await?;
-    let ends_before = offsets(admin, &topic, partitions, OffsetSpec::Latest).await?;
-    let span = |ends: &HashMap<u32, u64>| -> u64 {
-        partitions
-            .iter()
-            .map(|p| {
-                ends.get(p)
-                    .copied()
-                    .unwrap_or(0)
-                    .saturating_sub(starts.get(p).copied().unwrap_or(0))
-            })
-            .sum()
-    };
-    let (produced, expected) = if span(&ends_before) == 0 {
-        let producers =
-            produce_phase(addr, &topic, s, base, false, "produce phase (not measured)").await?;
-        let mut expected = Checksum::default();
-        producers.iter().for_each(|p| expected.merge(&p.checksum));
-        (
-            Some(PhaseReport::producers(&producers, false)),
-            Some(expected),
-        )
-    } else {
-        (None, None)
-    };
-    let ends = offsets(admin, &topic, partitions, OffsetSpec::Latest).await?;
-    let total = span(&ends);
+    let FilledTopic {
+        starts,
+        ends,
+        total,
+        produced,
+        expected,
+    } = fill_if_empty(addr, admin, &topic, partitions, s, base).await?;
 
     let group_id = format!(
         "rill-bench-group-{}-{}",

@@ -483,29 +483,44 @@ fn spawn_consumers(
         .collect()
 }
 
-async fn consume_scenario(
+/// What a reading scenario starts from: the topic's offsets once it holds
+/// data, and the produce phase that wrote it when it had none.
+pub(super) struct FilledTopic {
+    pub(super) starts: HashMap<u32, u64>,
+    pub(super) ends: HashMap<u32, u64>,
+    /// Records between `starts` and `ends`: what the readers must see.
+    pub(super) total: u64,
+    pub(super) produced: Option<PhaseReport>,
+    /// Checksum of what the produce phase wrote (none for existing data).
+    pub(super) expected: Option<Checksum>,
+}
+
+/// Runs an unmeasured produce phase when `topic` is empty, then reads the
+/// offsets the consume and group scenarios read up to.
+pub(super) async fn fill_if_empty(
     addr: &str,
     admin: &Admin,
-    topic: String,
+    topic: &str,
     partitions: &[u32],
     s: &Settings,
     base: Instant,
-) -> Result<Report, CliError> {
-    let starts = offsets(admin, &topic, partitions, OffsetSpec::Earliest).await?;
-    let ends_before = offsets(admin, &topic, partitions, OffsetSpec::Latest).await?;
-    let existing: u64 = partitions
-        .iter()
-        .map(|p| {
-            ends_before
-                .get(p)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(starts.get(p).copied().unwrap_or(0))
-        })
-        .sum();
-    let (produced, expected) = if existing == 0 {
+) -> Result<FilledTopic, CliError> {
+    let starts = offsets(admin, topic, partitions, OffsetSpec::Earliest).await?;
+    let span = |ends: &HashMap<u32, u64>| -> u64 {
+        partitions
+            .iter()
+            .map(|p| {
+                ends.get(p)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(starts.get(p).copied().unwrap_or(0))
+            })
+            .sum()
+    };
+    let ends_before = offsets(admin, topic, partitions, OffsetSpec::Latest).await?;
+    let (produced, expected) = if span(&ends_before) == 0 {
         let producers =
-            produce_phase(addr, &topic, s, base, false, "produce phase (not measured)").await?;
+            produce_phase(addr, topic, s, base, false, "produce phase (not measured)").await?;
         let mut expected = Checksum::default();
         producers.iter().for_each(|p| expected.merge(&p.checksum));
         (
@@ -515,16 +530,32 @@ async fn consume_scenario(
     } else {
         (None, None)
     };
-    let ends = offsets(admin, &topic, partitions, OffsetSpec::Latest).await?;
-    let total: u64 = partitions
-        .iter()
-        .map(|p| {
-            ends.get(p)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(starts.get(p).copied().unwrap_or(0))
-        })
-        .sum();
+    let ends = offsets(admin, topic, partitions, OffsetSpec::Latest).await?;
+    let total = span(&ends);
+    Ok(FilledTopic {
+        starts,
+        ends,
+        total,
+        produced,
+        expected,
+    })
+}
+
+async fn consume_scenario(
+    addr: &str,
+    admin: &Admin,
+    topic: String,
+    partitions: &[u32],
+    s: &Settings,
+    base: Instant,
+) -> Result<Report, CliError> {
+    let FilledTopic {
+        starts,
+        ends,
+        total,
+        produced,
+        expected,
+    } = fill_if_empty(addr, admin, &topic, partitions, s, base).await?;
     let (_tx, rx) = watch::channel(Some(ends));
     let progress = Arc::new(AtomicU64::new(0));
     let run_start = Instant::now();
