@@ -517,3 +517,20 @@ pub(crate) async fn list_offsets(
     }
     Ok(out)
 }
+
+/// [`list_offsets`] for one partition: its offset for `spec`.
+pub(crate) async fn partition_offset(
+    link: &BrokerLink,
+    topic: &str,
+    partition: u32,
+    spec: OffsetSpec,
+) -> Result<u64> {
+    let found = list_offsets(link, topic, &[partition], spec).await?;
+    found
+        .first()
+        .map(|o| o.offset)
+        .ok_or_else(|| ClientError::NotAssigned {
+            topic: topic.to_owned(),
+            partition,
+        })
+}

@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::admin::{list_offsets, OffsetSpec};
+use crate::admin::{partition_offset, OffsetSpec};
 use crate::connection::{BrokerLink, ConnectionConfig, REQUEST_TIMEOUT_DEFAULT};
 use crate::error::{ClientError, Result};
 
@@ -293,14 +293,7 @@ impl Consumer {
     }
 
     async fn lookup(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<u64> {
-        let found = list_offsets(&self.control_link, topic, &[partition], spec).await?;
-        found
-            .first()
-            .map(|o| o.offset)
-            .ok_or_else(|| ClientError::NotAssigned {
-                topic: topic.to_owned(),
-                partition,
-            })
+        partition_offset(&self.control_link, topic, partition, spec).await
     }
 
     /// Gives partitions assigned without a seek their log start offset.

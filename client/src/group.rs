@@ -54,7 +54,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::admin::{list_offsets, OffsetSpec};
+use crate::admin::{partition_offset, OffsetSpec};
 use crate::connection::{BrokerLink, ConnectionConfig, REQUEST_TIMEOUT_DEFAULT};
 use crate::consumer::{
     Consumer, ConsumerConfig, Records, SeekTo, FETCH_MAX_BYTES_DEFAULT, FETCH_MAX_WAIT_DEFAULT,
@@ -683,14 +683,7 @@ impl GroupConsumer {
                 })
             }
         };
-        let found = list_offsets(&self.control, topic, &[partition], spec).await?;
-        found
-            .first()
-            .map(|o| o.offset)
-            .ok_or_else(|| ClientError::NotAssigned {
-                topic: topic.to_owned(),
-                partition,
-            })
+        partition_offset(&self.control, topic, partition, spec).await
     }
 }
 
