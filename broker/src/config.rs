@@ -53,6 +53,11 @@ pub const SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// while a half-sent frame holds in-flight budget that other clients need.
 pub const REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 pub const NUM_PARTITIONS_DEFAULT: u32 = 1;
+/// Storage I/O threads: partitions are dealt to them, so writes to
+/// different partitions are copied into the page cache in parallel. Two
+/// keep both cores of a small machine copying; more help only with more
+/// cores (and more partitions).
+pub const IO_THREADS_DEFAULT: usize = 2;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1024 * MIB;
 pub const SEGMENT_MS_DEFAULT: i64 = 7 * DAY_MS;
 pub const RETENTION_MS_DEFAULT: i64 = 7 * DAY_MS;
@@ -136,6 +141,10 @@ pub struct BrokerConfig {
     /// Storage I/O backend.
     #[arg(long, env = "RILL_IO_BACKEND", value_enum, default_value_t = IoBackendSetting::Auto)]
     pub io_backend: IoBackendSetting,
+
+    /// Storage I/O threads (1..=64); each partition's writes and fsyncs run on one of them.
+    #[arg(long, env = "RILL_IO_THREADS", default_value_t = IO_THREADS_DEFAULT)]
+    pub io_threads: usize,
 
     /// Largest request frame accepted; larger length prefixes close the connection.
     #[arg(long, env = "RILL_FRAME_BYTES_MAX", default_value_t = FRAME_BYTES_MAX_DEFAULT)]
@@ -251,6 +260,7 @@ impl Default for BrokerConfig {
             metrics_addr: METRICS_ADDR_DEFAULT,
             data_dir: PathBuf::from(DATA_DIR_DEFAULT),
             io_backend: IoBackendSetting::Auto,
+            io_threads: IO_THREADS_DEFAULT,
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
             connection_inflight_bytes_max: CONNECTION_INFLIGHT_BYTES_MAX_DEFAULT,
             broker_inflight_bytes_max: BROKER_INFLIGHT_BYTES_MAX_DEFAULT,
@@ -352,6 +362,13 @@ impl BrokerConfig {
             if v == 0 || v > INFLIGHT_BYTES_LIMIT {
                 return invalid(format!("{name} {v} must be in 1..={INFLIGHT_BYTES_LIMIT}"));
             }
+        }
+        if self.io_threads == 0 || self.io_threads > rill_storage::io::IO_THREADS_MAX {
+            return invalid(format!(
+                "io_threads {} must be in 1..={}",
+                self.io_threads,
+                rill_storage::io::IO_THREADS_MAX
+            ));
         }
         if self.connections_max == 0 {
             return invalid("connections_max must be at least 1".into());
@@ -496,6 +513,14 @@ mod tests {
             },
             BrokerConfig {
                 connections_max: 0,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                io_threads: 0,
+                ..ok.clone()
+            },
+            BrokerConfig {
+                io_threads: rill_storage::io::IO_THREADS_MAX + 1,
                 ..ok.clone()
             },
             BrokerConfig {

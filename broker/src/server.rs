@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rill_storage::io::{open_backend, BackendKind};
+use rill_storage::io::{open_backend_with_threads, BackendKind};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -107,6 +107,7 @@ impl Broker {
             })?;
 
         let choice = config.io_backend.to_choice();
+        let io_threads = config.io_threads;
         let data_dir = config.data_dir.clone();
         let defaults = config
             .topic_defaults()
@@ -115,7 +116,8 @@ impl Broker {
         let coordinator_config = config.coordinator_config();
         let (registry, groups, backend) = tokio::task::spawn_blocking(move || {
             let read_only = !check_writable(&data_dir)?;
-            let backend = open_backend(choice).map_err(BrokerError::Backend)?;
+            let backend =
+                open_backend_with_threads(choice, io_threads).map_err(BrokerError::Backend)?;
             let kind = backend.kind();
             let offsets_dir = data_dir.join(CONSUMER_OFFSETS_DIR);
             let (groups, registry) = if read_only {

@@ -8,10 +8,12 @@
 //! `i32::MIN` from mapping to a negative number, as Kafka does.
 //!
 //! Keyless records are "sticky": the producer keeps sending them to one
-//! partition until that partition's batch is sent, then moves to the next
-//! one round robin. That fills whole batches instead of spreading single
-//! records over every partition (Kafka's KIP-480). The sticky state lives
-//! with the producer's buffers; this module only hashes.
+//! partition until a batch's worth of bytes (`batch_size`) went there, then
+//! moves to the next one round robin (Kafka's KIP-794 "uniform sticky"
+//! partitioner). That fills whole batches instead of spreading single
+//! records over every partition, and at light load lets records gather
+//! while the partition's request is in flight. The sticky state lives with
+//! the producer's buffers; this module only hashes.
 
 /// Kafka's murmur2 seed.
 const MURMUR2_SEED: u32 = 0x9747_b28c;

@@ -187,7 +187,24 @@ impl Future for DeliveryFuture {
     }
 }
 
-type Waiter = oneshot::Sender<Result<RecordMetadata>>;
+/// How a record's sender hears its outcome: a [`DeliveryFuture`] (its
+/// oneshot's sending half) or a callback run by the producer itself.
+enum Waiter {
+    Future(oneshot::Sender<Result<RecordMetadata>>),
+    Callback(Box<dyn FnOnce(Result<RecordMetadata>) + Send>),
+}
+
+impl Waiter {
+    fn notify(self, outcome: Result<RecordMetadata>) {
+        match self {
+            // The caller may have dropped its future: nobody to tell.
+            Waiter::Future(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Waiter::Callback(callback) => callback(outcome),
+        }
+    }
+}
 
 /// A batch on its way: records, their waiters, and the buffer bytes they hold.
 struct Batch {
@@ -228,6 +245,19 @@ struct PartitionQueue {
     in_flight: bool,
 }
 
+/// The partition keyless records of a topic stick to, and the record bytes
+/// it has taken since it became the sticky one. It moves on, round robin,
+/// once that reaches `batch_size` (Kafka's KIP-794 "uniform sticky"
+/// partitioner): not whenever a batch is sent, because at light load every
+/// send would then open a new partition whose first record goes out alone,
+/// and the producer would send a request per handful of records instead of
+/// letting records gather while the partition's request is in flight.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sticky {
+    partition: u32,
+    bytes: usize,
+}
+
 struct TopicMeta {
     partitions: u32,
     stale: bool,
@@ -237,8 +267,8 @@ struct TopicMeta {
 struct State {
     queues: HashMap<(Arc<str>, u32), PartitionQueue>,
     topics: HashMap<Arc<str>, TopicMeta>,
-    /// Keyless records of a topic go here until its batch is sealed.
-    sticky: HashMap<Arc<str>, u32>,
+    /// Where keyless records of a topic go now (see [`Sticky`]).
+    sticky: HashMap<Arc<str>, Sticky>,
     next_batch_id: u64,
     /// Ids of batches not yet acknowledged or failed.
     outstanding: BTreeSet<u64>,
@@ -323,7 +353,36 @@ impl Producer {
         value: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<DeliveryFuture> {
-        self.send_inner(topic, None, key, value, headers).await
+        let (tx, rx) = oneshot::channel();
+        self.send_inner(topic, None, key, value, headers, Waiter::Future(tx))
+            .await?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// As [`Self::send`], but the outcome goes to `callback` instead of a
+    /// future (Kafka's `send(record, callback)`): the producer runs it once
+    /// the record's batch is acknowledged or has failed for good, on its
+    /// own task, so it must be quick and must not block. Callbacks of one
+    /// partition run in send order, and all of them have run when
+    /// [`Self::flush`] returns. When `send_with_callback` itself returns an
+    /// error the record was not buffered and the callback is dropped uncalled.
+    ///
+    /// For senders of many small records this saves a channel and a task
+    /// wake-up per record.
+    pub async fn send_with_callback<F>(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(&str, &[u8])],
+        callback: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Result<RecordMetadata>) + Send + 'static,
+    {
+        let waiter = Waiter::Callback(Box::new(callback));
+        self.send_inner(topic, None, key, value, headers, waiter)
+            .await
     }
 
     /// As [`Self::send`], but to `partition` whatever the key: records of
@@ -338,8 +397,17 @@ impl Producer {
         value: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<DeliveryFuture> {
-        self.send_inner(topic, Some(partition), key, value, headers)
-            .await
+        let (tx, rx) = oneshot::channel();
+        self.send_inner(
+            topic,
+            Some(partition),
+            key,
+            value,
+            headers,
+            Waiter::Future(tx),
+        )
+        .await?;
+        Ok(DeliveryFuture { rx })
     }
 
     /// The one send path: `explicit` overrides the partitioner.
@@ -350,7 +418,8 @@ impl Producer {
         key: Option<&[u8]>,
         value: &[u8],
         headers: &[(&str, &[u8])],
-    ) -> Result<DeliveryFuture> {
+        waiter: Waiter,
+    ) -> Result<()> {
         let size = record_size(key, value, headers);
         let max = self.inner.config.buffer_bytes_max.min(BATCH_BYTES_MAX);
         if size > max {
@@ -370,10 +439,9 @@ impl Producer {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| ClientError::Closed)?;
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .append(topic, partitions, explicit, key, value, headers, permit, tx)?;
-        Ok(DeliveryFuture { rx })
+        self.inner.append(
+            topic, partitions, explicit, key, value, headers, permit, waiter,
+        )
     }
 
     /// Sends everything buffered now, without waiting for `linger`, and
@@ -519,12 +587,20 @@ impl Inner {
                 (Some(p), _) => p,
                 (None, Some(k)) => partition_for_key(k, partitions),
                 (None, None) => {
-                    let sticky = state.sticky.entry(Arc::clone(&topic)).or_insert(0);
+                    let sticky = state.sticky.entry(Arc::clone(&topic)).or_default();
                     // The partition count may have shrunk since we stuck.
-                    if *sticky >= partitions {
-                        *sticky = 0;
+                    if sticky.partition >= partitions {
+                        *sticky = Sticky::default();
                     }
-                    *sticky
+                    let partition = sticky.partition;
+                    sticky.bytes += size;
+                    if sticky.bytes >= batch_size {
+                        *sticky = Sticky {
+                            partition: (partition + 1) % partitions.max(1),
+                            bytes: 0,
+                        };
+                    }
+                    partition
                 }
             };
             let queue = state
@@ -534,7 +610,7 @@ impl Inner {
             // Cut before the record that would push the batch past batch_size.
             if let Some(open) = &queue.open {
                 if open.content.size() + size > batch_size {
-                    seal(queue, &mut state.sticky, partitions);
+                    seal(queue);
                     wake = true;
                 }
             }
@@ -567,7 +643,7 @@ impl Inner {
                 None => open.permit = Some(permit),
             }
             if open.content.size() >= batch_size {
-                seal(queue, &mut state.sticky, partitions);
+                seal(queue);
                 wake = true;
             }
         }
@@ -593,11 +669,7 @@ impl Inner {
                 if let Some(open) = &queue.open {
                     let due = open.created + linger;
                     if due <= now || open.id < state.flush_below || state.closed {
-                        let partitions = state
-                            .topics
-                            .get(&open.topic)
-                            .map_or(1, |m| m.partitions.max(1));
-                        seal(queue, &mut state.sticky, partitions);
+                        seal(queue);
                     } else {
                         deadline = Some(deadline.map_or(due, |d| d.min(due)));
                     }
@@ -615,6 +687,21 @@ impl Inner {
     /// Records the outcome of a batch: frees its partition, answers its
     /// waiters, releases its buffer bytes.
     fn complete(&self, batch: Batch, outcome: Result<Option<u64>>) {
+        // Waiters first, then the partition is freed: the next batch of the
+        // partition cannot complete (and run its callbacks) before this
+        // one's callbacks have run, and `flush` returns only after them.
+        let partition = batch.partition;
+        for (i, waiter) in batch.waiters.into_iter().enumerate() {
+            let result = match &outcome {
+                Ok(base) => Ok(RecordMetadata {
+                    partition,
+                    offset: base.map(|b| b + i as u64),
+                }),
+                Err(e) => Err(e.clone()),
+            };
+            waiter.notify(result);
+        }
+        drop(batch.permit);
         {
             let mut state = self.lock();
             state.outstanding.remove(&batch.id);
@@ -625,18 +712,6 @@ impl Inner {
                 queue.in_flight = false;
             }
         }
-        let partition = batch.partition;
-        for (i, waiter) in batch.waiters.into_iter().enumerate() {
-            let result = match &outcome {
-                Ok(base) => Ok(RecordMetadata {
-                    partition,
-                    offset: base.map(|b| b + i as u64),
-                }),
-                Err(e) => Err(e.clone()),
-            };
-            let _ = waiter.send(result);
-        }
-        drop(batch.permit);
         self.completed.send_modify(|n| *n = n.wrapping_add(1));
         self.wake.notify_one();
     }
@@ -670,15 +745,9 @@ impl Inner {
     }
 }
 
-/// Moves the open batch to the ready queue and, if keyless records were
-/// sticking to this partition, moves them on to the next one.
-fn seal(queue: &mut PartitionQueue, sticky: &mut HashMap<Arc<str>, u32>, partitions: u32) {
+/// Moves the open batch to the ready queue.
+fn seal(queue: &mut PartitionQueue) {
     if let Some(open) = queue.open.take() {
-        if let Some(current) = sticky.get_mut(&open.topic) {
-            if *current == open.partition {
-                *current = (open.partition + 1) % partitions.max(1);
-            }
-        }
         queue.ready.push_back(open);
     }
 }

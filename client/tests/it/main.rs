@@ -4,6 +4,7 @@
 
 mod admin;
 mod backpressure;
+mod callbacks;
 mod common;
 mod compression;
 mod connection;

@@ -1,6 +1,6 @@
 //! Partitioning through a real broker: keys map to the same partition for
 //! every producer (Kafka's murmur2), keyless records stick to a partition
-//! until its batch is sent, then move on.
+//! until a batch's worth of bytes went there, then move on.
 
 use std::time::Duration;
 
@@ -57,45 +57,67 @@ async fn same_key_lands_on_same_partition_across_producers() {
     broker.shutdown().await;
 }
 
-/// Each flushed round of keyless records shares one partition, and the next round moves to the next partition.
+/// Keyless records fill one partition with a batch's worth of bytes, then
+/// move to the next, round robin (Kafka's KIP-794), whether or not batches
+/// were sent in between: flushes after every few records do not move them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyless_records_stick_to_a_partition_until_its_batch_is_sent() {
+async fn keyless_records_stick_to_a_partition_for_a_batch_worth_of_bytes() {
+    const PARTITIONS: u32 = 4;
+    const BATCH_BYTES: usize = 4096;
+    const VALUE_BYTES: usize = 100;
+    const RECORDS: usize = 400;
+    const FLUSH_EVERY: usize = 3;
     let (_dir, broker, addr) = broker().await;
-    create_topic(&addr, "sticky", 4).await;
+    create_topic(&addr, "sticky", PARTITIONS).await;
     let producer = Producer::new(ProducerConfig {
-        // Long enough that every round below is one batch, cut by flush.
-        linger: Duration::from_secs(10),
+        batch_size: BATCH_BYTES,
+        linger: Duration::ZERO,
         ..ProducerConfig::new(&addr)
     })
     .await
     .expect("producer");
-    let mut round_partitions = Vec::new();
-    for round in 0..4 {
-        let mut deliveries = Vec::new();
-        for i in 0..20 {
-            let value = format!("r{round}-{i}");
-            deliveries.push(
-                producer
-                    .send("sticky", None, value.as_bytes(), &[])
-                    .await
-                    .expect("send"),
-            );
+    let value = vec![b'v'; VALUE_BYTES];
+    let mut partitions = Vec::new();
+    for i in 0..RECORDS {
+        let delivery = producer
+            .send("sticky", None, &value, &[])
+            .await
+            .expect("send");
+        if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
+            producer.flush().await.expect("flush");
         }
-        producer.flush().await.expect("flush");
-        let mut partitions = Vec::new();
-        for d in deliveries {
-            partitions.push(d.await.expect("ack").partition);
+        partitions.push(delivery);
+    }
+    producer.flush().await.expect("flush");
+    let mut order = Vec::new();
+    for d in partitions {
+        order.push(d.await.expect("ack").partition);
+    }
+    // Runs of consecutive records on one partition.
+    let mut runs: Vec<(u32, usize)> = Vec::new();
+    for p in order {
+        match runs.last_mut() {
+            Some((q, n)) if *q == p => *n += 1,
+            _ => runs.push((p, 1)),
         }
-        assert!(
-            partitions.iter().all(|&p| p == partitions[0]),
-            "round {round}: one batch, one partition: {partitions:?}"
+    }
+    assert!(runs.len() >= PARTITIONS as usize, "{runs:?}");
+    for w in runs.windows(2) {
+        assert_eq!(
+            w[1].0,
+            (w[0].0 + 1) % PARTITIONS,
+            "not round robin: {runs:?}"
         );
-        round_partitions.push(partitions[0]);
     }
-    // Each sent batch moves the sticky partition on, round robin.
-    for w in round_partitions.windows(2) {
-        assert_eq!(w[1], (w[0] + 1) % 4, "{round_partitions:?}");
-    }
+    // Every run but the last is one batch's worth: equal-sized records, so
+    // equal runs, each far longer than the flush interval.
+    let full = &runs[..runs.len() - 1];
+    let len = full[0].1;
+    assert!(
+        len > FLUSH_EVERY && len * VALUE_BYTES <= BATCH_BYTES,
+        "{runs:?}"
+    );
+    assert!(full.iter().all(|&(_, n)| n == len), "{runs:?}");
     producer.close().await.expect("close");
     broker.shutdown().await;
 }

@@ -52,7 +52,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 pub use crash::CrashBackend;
-pub use thread::ThreadBackend;
+pub use thread::{ThreadBackend, IO_THREADS_MAX};
 
 /// Counters of what a backend really asked of the kernel, for tests and
 /// metrics: they count issued calls (or io_uring SQEs), not requests, so
@@ -169,17 +169,26 @@ pub fn file_closed(path: &Path) -> io::Error {
 /// setup (old kernel, seccomp in a container, locked-memory limit) falls back
 /// to std with a warning that says why.
 pub fn open_backend(choice: IoBackendChoice) -> io::Result<Arc<dyn IoBackend>> {
+    open_backend_with_threads(choice, 1)
+}
+
+/// As [`open_backend`], with `threads` I/O threads (1..=[`IO_THREADS_MAX`]);
+/// each partition's files are served by one of them.
+pub fn open_backend_with_threads(
+    choice: IoBackendChoice,
+    threads: usize,
+) -> io::Result<Arc<dyn IoBackend>> {
     match choice {
-        IoBackendChoice::Std => Ok(Arc::new(ThreadBackend::std()?)),
-        IoBackendChoice::Uring => Ok(Arc::new(ThreadBackend::uring()?)),
-        IoBackendChoice::Auto => match ThreadBackend::uring() {
+        IoBackendChoice::Std => Ok(Arc::new(ThreadBackend::std_threads(threads)?)),
+        IoBackendChoice::Uring => Ok(Arc::new(ThreadBackend::uring_threads(threads)?)),
+        IoBackendChoice::Auto => match ThreadBackend::uring_threads(threads) {
             Ok(b) => {
                 tracing::info!(backend = "uring", "storage I/O backend selected");
                 Ok(Arc::new(b))
             }
             Err(e) => {
                 tracing::warn!(error = %e, backend = "std", "io_uring unavailable; falling back to std file I/O");
-                Ok(Arc::new(ThreadBackend::std()?))
+                Ok(Arc::new(ThreadBackend::std_threads(threads)?))
             }
         },
     }

@@ -1,13 +1,23 @@
-//! The I/O thread shared by both real backends: it drains requests, hands a
-//! drain to an [`Executor`] and replies. Backends differ only in the executor.
+//! The I/O threads shared by both real backends: each drains its requests,
+//! hands a drain to an [`Executor`] and replies. Backends differ only in the
+//! executor.
+//!
+//! A backend may run several I/O threads ("lanes"), each with its own
+//! executor (and ring). All files of one directory — one partition — go to
+//! the same lane, so a partition's writes and syncs keep the single-thread
+//! ordering and group commit, while different partitions' drains run in
+//! parallel: a drain waits for all of its writes, and with one lane a large
+//! write to one partition held back every other partition's writes. Lanes
+//! are dealt to directories round robin in the order they are first opened.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -76,66 +86,142 @@ fn count_data_sync() {
     });
 }
 
-/// A backend whose writes and syncs run on one dedicated thread.
+/// Most I/O threads one backend runs.
+pub const IO_THREADS_MAX: usize = 64;
+
+/// A backend whose writes and syncs run on dedicated threads (see the
+/// module docs for how files are dealt to them).
 #[derive(Debug)]
 pub struct ThreadBackend {
     kind: BackendKind,
-    tx: Option<Sender<Op>>,
-    thread: Option<JoinHandle<()>>,
+    /// One request channel per lane; emptied on drop so the threads end.
+    lanes: Vec<Sender<Op>>,
+    threads: Vec<JoinHandle<()>>,
     counters: Arc<IoCounters>,
+    /// The lane of each directory seen so far, and the next lane to deal.
+    dealt: Mutex<(HashMap<PathBuf, usize>, usize)>,
 }
 
 impl ThreadBackend {
-    /// The ordinary file I/O backend.
+    /// The ordinary file I/O backend, one I/O thread.
     pub fn std() -> io::Result<Self> {
-        Self::spawn(BackendKind::Std, super::std_backend::StdExecutor)
+        Self::std_threads(1)
     }
 
-    /// The io_uring backend; fails when the kernel refuses a ring.
-    pub fn uring() -> io::Result<Self> {
-        let exec = super::uring::UringExecutor::new()?;
-        Self::spawn(BackendKind::Uring, exec)
-    }
-
-    fn spawn(kind: BackendKind, mut exec: impl Executor) -> io::Result<Self> {
-        let (tx, rx): (Sender<Op>, Receiver<Op>) = crossbeam_channel::bounded(QUEUE_DEPTH);
-        let counters = Arc::new(IoCounters::default());
-        let thread_counters = counters.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("rill-io-{}", kind.as_str()))
-            .spawn(move || {
-                THREAD_COUNTERS.with(|c| *c.borrow_mut() = Some(thread_counters));
-                while let Ok(first) = rx.recv() {
-                    let mut ops = Vec::with_capacity(16);
-                    ops.push(first);
-                    while ops.len() < DRAIN_OPS_MAX {
-                        match rx.try_recv() {
-                            Ok(op) => ops.push(op),
-                            Err(_) => break,
-                        }
-                    }
-                    exec.run(ops);
-                }
-            })?;
-        Ok(ThreadBackend {
-            kind,
-            tx: Some(tx),
-            thread: Some(thread),
-            counters,
+    /// The ordinary file I/O backend with `threads` I/O threads.
+    pub fn std_threads(threads: usize) -> io::Result<Self> {
+        Self::spawn(BackendKind::Std, threads, || {
+            Ok(super::std_backend::StdExecutor)
         })
     }
 
-    fn sender(&self) -> Sender<Op> {
-        self.tx.clone().expect("sender lives until drop")
+    /// The io_uring backend, one I/O thread; fails when the kernel refuses
+    /// a ring.
+    pub fn uring() -> io::Result<Self> {
+        Self::uring_threads(1)
     }
+
+    /// The io_uring backend with `threads` I/O threads, each with its own
+    /// ring; fails when the kernel refuses a ring.
+    pub fn uring_threads(threads: usize) -> io::Result<Self> {
+        Self::spawn(
+            BackendKind::Uring,
+            threads,
+            super::uring::UringExecutor::new,
+        )
+    }
+
+    fn spawn<E: Executor>(
+        kind: BackendKind,
+        threads: usize,
+        make: impl Fn() -> io::Result<E>,
+    ) -> io::Result<Self> {
+        if threads == 0 || threads > IO_THREADS_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("io threads must be in 1..={IO_THREADS_MAX}, not {threads}"),
+            ));
+        }
+        // Every executor is made before any thread starts, so a refused
+        // ring fails the whole backend (the fallback signal) at once.
+        let executors = (0..threads)
+            .map(|_| make())
+            .collect::<io::Result<Vec<E>>>()?;
+        let counters = Arc::new(IoCounters::default());
+        let mut lanes = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for (lane, exec) in executors.into_iter().enumerate() {
+            let (tx, rx): (Sender<Op>, Receiver<Op>) = crossbeam_channel::bounded(QUEUE_DEPTH);
+            let name = if threads == 1 {
+                format!("rill-io-{}", kind.as_str())
+            } else {
+                format!("rill-io-{}-{lane}", kind.as_str())
+            };
+            handles.push(run_lane(name, exec, rx, Arc::clone(&counters))?);
+            lanes.push(tx);
+        }
+        Ok(ThreadBackend {
+            kind,
+            lanes,
+            threads: handles,
+            counters,
+            dealt: Mutex::new((HashMap::new(), 0)),
+        })
+    }
+
+    /// The request channel of the lane that serves files of `path`'s
+    /// directory.
+    fn sender(&self, path: &Path) -> io::Result<Sender<Op>> {
+        let dir = path.parent().unwrap_or(path).to_path_buf();
+        let lane = {
+            let mut dealt = self.dealt.lock().unwrap_or_else(PoisonError::into_inner);
+            let (map, next) = &mut *dealt;
+            match map.get(&dir) {
+                Some(&lane) => lane,
+                None => {
+                    let lane = *next % self.lanes.len().max(1);
+                    *next = next.wrapping_add(1);
+                    map.insert(dir, lane);
+                    lane
+                }
+            }
+        };
+        self.lanes
+            .get(lane)
+            .cloned()
+            .ok_or_else(super::io_thread_gone)
+    }
+}
+
+/// Starts one I/O thread draining `rx` into `exec`.
+fn run_lane(
+    name: String,
+    mut exec: impl Executor,
+    rx: Receiver<Op>,
+    counters: Arc<IoCounters>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(move || {
+        THREAD_COUNTERS.with(|c| *c.borrow_mut() = Some(counters));
+        while let Ok(first) = rx.recv() {
+            let mut ops = Vec::with_capacity(16);
+            ops.push(first);
+            while ops.len() < DRAIN_OPS_MAX {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            exec.run(ops);
+        }
+    })
 }
 
 impl Drop for ThreadBackend {
     fn drop(&mut self) {
-        // Closing the channel ends the thread once open files drop their
+        // Closing the channels ends the threads once open files drop their
         // senders too; do not join here, a file may outlive the backend.
-        self.tx.take();
-        self.thread.take();
+        self.lanes.clear();
+        self.threads.clear();
     }
 }
 
@@ -154,7 +240,7 @@ impl IoBackend for ThreadBackend {
         Ok(Arc::new(ThreadFile {
             file: Arc::new(file),
             path: path.to_path_buf(),
-            tx: self.sender(),
+            tx: self.sender(path)?,
             closed: AtomicBool::new(false),
         }))
     }

@@ -13,11 +13,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rill_storage::io::{
-    open_backend, BackendKind, Completion, CrashBackend, IoBackend, IoBackendChoice,
+    open_backend, open_backend_with_threads, BackendKind, Completion, CrashBackend, IoBackend,
+    IoBackendChoice,
 };
 use tempfile::TempDir;
 
 type Backend = Arc<dyn IoBackend>;
+
+/// I/O threads of the multi-lane variants: more lanes than the checks' few
+/// directories would leave lanes idle, fewer would not mix them.
+const LANES: usize = 3;
 
 /// Longest any single check may wait on a completion: a hang is a failure.
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,6 +30,19 @@ const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
 fn make_backend(name: &str) -> Option<Backend> {
     match name {
         "std" => Some(open_backend(IoBackendChoice::Std).expect("std backend")),
+        "std_lanes" => Some(
+            open_backend_with_threads(IoBackendChoice::Std, LANES).expect("std backend, lanes"),
+        ),
+        "uring_lanes" => match open_backend_with_threads(IoBackendChoice::Uring, LANES) {
+            Ok(b) => Some(b),
+            Err(e) if std::env::var_os("RILL_REQUIRE_URING").is_some() => {
+                panic!("io_uring required but unavailable: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipped uring: {e}");
+                None
+            }
+        },
         "uring" => match open_backend(IoBackendChoice::Uring) {
             Ok(b) => Some(b),
             Err(e) if std::env::var_os("RILL_REQUIRE_URING").is_some() => {
@@ -49,8 +67,8 @@ where
         return;
     };
     let expected_kind = match name {
-        "std" => BackendKind::Std,
-        "uring" => BackendKind::Uring,
+        "std" | "std_lanes" => BackendKind::Std,
+        "uring" | "uring_lanes" => BackendKind::Uring,
         _ => BackendKind::Crash,
     };
     assert_eq!(backend.kind(), expected_kind);
@@ -96,6 +114,14 @@ macro_rules! conformance {
                 fn crash() {
                     super::run("crash", super::$check);
                 }
+                #[test]
+                fn std_lanes() {
+                    super::run("std_lanes", super::$check);
+                }
+                #[test]
+                fn uring_lanes() {
+                    super::run("uring_lanes", super::$check);
+                }
             }
         )*
     };
@@ -112,6 +138,7 @@ conformance!(
     closed_file_refuses_writes_cleanly,
     file_outlives_its_backend,
     group_commit_merges_concurrent_syncs,
+    files_of_many_directories_all_land,
 );
 
 async fn write_then_read_round_trips(b: Backend, dir: TempDir) {
@@ -404,5 +431,67 @@ async fn group_commit_merges_concurrent_syncs(b: Backend, dir: TempDir) {
     f.read_at(0, &mut all).unwrap();
     for (i, record) in all.chunks(RECORD_BYTES).enumerate() {
         assert_eq!(record, &pattern(i as u64, RECORD_BYTES)[..], "record {i}");
+    }
+}
+
+/// Files in many directories (partitions), written and synced at once from
+/// many tasks: with several I/O threads the directories are spread over
+/// them, and every write still lands and every sync succeeds.
+async fn files_of_many_directories_all_land(b: Backend, dir: TempDir) {
+    const DIRS: usize = 7;
+    const WRITES: usize = 200;
+    const RECORD_BYTES: usize = 512;
+    let files: Vec<_> = (0..DIRS)
+        .map(|d| {
+            let sub = dir.path().join(format!("topic-{d}"));
+            std::fs::create_dir(&sub).unwrap();
+            b.open(&sub.join("00000000000000000000.log")).unwrap()
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (d, f) in files.iter().enumerate() {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let completions: Vec<Completion> = (0..WRITES)
+                .map(|i| {
+                    let seed = (d * WRITES + i) as u64;
+                    f.write_at(
+                        (i * RECORD_BYTES) as u64,
+                        Bytes::from(pattern(seed, RECORD_BYTES)),
+                    )
+                })
+                .collect();
+            for c in completions {
+                done(c).await.unwrap();
+            }
+            done(f.sync_data()).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for (d, f) in files.iter().enumerate() {
+        assert_eq!(f.len().unwrap(), (WRITES * RECORD_BYTES) as u64, "dir {d}");
+        let mut all = vec![0u8; WRITES * RECORD_BYTES];
+        f.read_at(0, &mut all).unwrap();
+        for (i, record) in all.chunks(RECORD_BYTES).enumerate() {
+            let seed = (d * WRITES + i) as u64;
+            assert_eq!(
+                record,
+                &pattern(seed, RECORD_BYTES)[..],
+                "dir {d} record {i}"
+            );
+        }
+    }
+    assert!(b.stats().data_syncs >= 1, "no fdatasync was issued");
+}
+
+/// A backend with no I/O thread, or absurdly many, is refused.
+#[test]
+fn io_thread_count_out_of_range_is_refused() {
+    for threads in [0, rill_storage::io::IO_THREADS_MAX + 1] {
+        let err = open_backend_with_threads(IoBackendChoice::Std, threads)
+            .expect_err("out-of-range thread count accepted");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     }
 }

@@ -1,25 +1,24 @@
 //! The bench's producers and consumers: one tokio task each, each with its
 //! own client (and so its own connections).
 //!
-//! A producer is two tasks: the send loop, which stamps each value with its
-//! send time (or, at a fixed rate, its *intended* send time, so a stalled
-//! broker shows up as latency instead of as fewer samples: no coordinated
-//! omission) and hands the delivery future to a collector; and the
-//! collector, which keeps every outstanding future in a `FuturesUnordered`
-//! so each acknowledgement is timed when it arrives, not when an older one
-//! from another partition is done.
+//! A producer's send loop stamps each value with its send time (or, at a
+//! fixed rate, its *intended* send time, so a stalled broker shows up as
+//! latency instead of as fewer samples: no coordinated omission) and sends
+//! it with a delivery callback; the producer runs the callback when the
+//! record's batch is acknowledged, so each acknowledgement is timed when it
+//! arrives, not when an older one from another partition is done. At a
+//! fixed rate the loop runs on a thread of its own for exact pacing.
 //!
 //! A consumer polls its partitions and, per poll, takes one receive time
 //! for all records that arrived together.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use rill_client::{Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, SeekTo};
-use tokio::sync::{mpsc, watch};
+use rill_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo};
+use tokio::sync::watch;
 
 use super::stats::ActorStats;
 use super::workload::{read_stamp, record_digest, record_id, stamp_value, KeyGen, Payload};
@@ -67,12 +66,14 @@ pub struct ProducerPlan {
     pub with_series: bool,
 }
 
-/// One record on its way: its delivery and what the collector needs.
-struct Pending {
-    delivery: DeliveryFuture,
-    sent_at: Instant,
-    digest: u64,
-    bytes: u64,
+/// Where a producer's acknowledgements are recorded. Delivery callbacks
+/// run on the producer's tasks (several at once for different partitions),
+/// hence the mutex; each holds it for one record.
+type SharedStats = Arc<Mutex<ActorStats>>;
+
+fn lock_stats(stats: &SharedStats) -> MutexGuard<'_, ActorStats> {
+    // A panic elsewhere leaves whole samples behind; keep counting.
+    stats.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 pub async fn run_producer(plan: ProducerPlan) -> Result<ActorStats, CliError> {
@@ -89,15 +90,65 @@ pub async fn run_producer(plan: ProducerPlan) -> Result<ActorStats, CliError> {
             e,
         )
     })?;
-
-    let (tx, rx) = mpsc::unbounded_channel::<Pending>();
-    let collector = tokio::spawn(collect(
-        rx,
-        ActorStats::new(plan.measure_from, plan.with_series),
+    let stats: SharedStats = Arc::new(Mutex::new(ActorStats::new(
         plan.measure_from,
-        Arc::clone(&plan.progress),
-    ));
+        plan.with_series,
+    )));
 
+    // At a fixed rate the send loop gets an OS thread of its own: tokio's
+    // timer ticks in whole milliseconds, so a loop paced by it sends in
+    // bursts up to a millisecond late, and that lateness (counted, as it
+    // must be, from each record's intended time) would swamp the broker's
+    // own sub-millisecond latency. The thread drives the loop with
+    // `Handle::block_on`, so the producer's tasks and sockets stay on the
+    // runtime, and sleeps with the kernel's high-resolution timer.
+    let (producer, send_error) = match plan.rate {
+        Some(_) => {
+            let handle = tokio::runtime::Handle::current();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let index = plan.index;
+            let plan = plan.clone();
+            let stats = Arc::clone(&stats);
+            std::thread::Builder::new()
+                .name(format!("rill-bench-pacer-{index}"))
+                .spawn(move || {
+                    let outcome = handle.block_on(send_loop(&plan, producer, &stats));
+                    let _ = done_tx.send(outcome);
+                })
+                .map_err(|e| {
+                    CliError::Failed(format!(
+                        "producer {index}: cannot start its pacing thread: {e}"
+                    ))
+                })?;
+            done_rx.await.map_err(|_| {
+                CliError::Failed(format!("producer {index}: its pacing thread died"))
+            })?
+        }
+        None => send_loop(&plan, producer, &stats).await,
+    };
+    // Every callback has run once the flush returns.
+    let _ = producer.flush().await;
+    let _ = producer.close().await;
+    let mut stats = std::mem::replace(
+        &mut *lock_stats(&stats),
+        ActorStats::new(plan.measure_from, false),
+    );
+    if let Some(e) = send_error {
+        stats.error(format!("send failed: {e}"));
+    }
+    Ok(stats)
+}
+
+/// Sends records until the plan's quota or deadline; returns the producer
+/// and the error that stopped the loop early, if one did. Each record's
+/// acknowledgement is timed by its delivery callback when the producer
+/// learns of it, so one slow partition does not delay the timing of others.
+async fn send_loop(
+    plan: &ProducerPlan,
+    producer: Producer,
+    stats: &SharedStats,
+) -> (Producer, Option<rill_client::ClientError>) {
+    let s = &plan.settings;
     let payload = Payload::new(s.message_size, plan.index as u64 + 1);
     let mut keys = KeyGen::new(s.keys, s.key_count, (plan.index as u64 + 1) * 7919);
     let mut value = Vec::with_capacity(s.message_size);
@@ -115,8 +166,11 @@ pub async fn run_producer(plan: ProducerPlan) -> Result<ActorStats, CliError> {
                 if plan.deadline.is_some_and(|d| intended >= d) {
                     break;
                 }
-                if intended > Instant::now() {
-                    tokio::time::sleep_until(intended.into()).await;
+                // Only ever on the pacing thread (see `run_producer`), where
+                // blocking is what it is for.
+                let ahead = intended.saturating_duration_since(Instant::now());
+                if !ahead.is_zero() {
+                    std::thread::sleep(ahead);
                 }
                 intended
             }
@@ -133,94 +187,43 @@ pub async fn run_producer(plan: ProducerPlan) -> Result<ActorStats, CliError> {
         stamp_value(&mut value, stamp, record_id(plan.index, sequence));
         let digest = record_digest(&value);
         let key = keys.next_key();
-        match producer
-            .send(&plan.topic, key.as_ref().map(|k| &k[..]), &value, &[])
-            .await
-        {
-            Ok(delivery) => {
-                let bytes = (value.len() + key.map_or(0, |k| k.len())) as u64;
-                if tx
-                    .send(Pending {
-                        delivery,
-                        sent_at,
-                        digest,
-                        bytes,
-                    })
-                    .is_err()
-                {
-                    break;
+        let bytes = (value.len() + key.map_or(0, |k| k.len())) as u64;
+        let on_delivery = {
+            let stats = Arc::clone(stats);
+            let progress = Arc::clone(&plan.progress);
+            let measure_from = plan.measure_from;
+            move |result: rill_client::Result<rill_client::RecordMetadata>| {
+                let acked_at = Instant::now();
+                let mut stats = lock_stats(&stats);
+                match result {
+                    Ok(_) => {
+                        let latency =
+                            (sent_at >= measure_from).then(|| acked_at.duration_since(sent_at));
+                        stats.event(acked_at, bytes, latency, digest);
+                        progress.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => stats.error(format!("delivery failed: {e}")),
                 }
             }
-            Err(e) => {
-                // Send fails only for permanent reasons (closed producer,
-                // oversized record, unknown topic after retries): stop.
-                send_error = Some(e);
-                break;
-            }
+        };
+        let sent = producer
+            .send_with_callback(
+                &plan.topic,
+                key.as_ref().map(|k| &k[..]),
+                &value,
+                &[],
+                on_delivery,
+            )
+            .await;
+        if let Err(e) = sent {
+            // Send fails only for permanent reasons (closed producer,
+            // oversized record, unknown topic after retries): stop.
+            send_error = Some(e);
+            break;
         }
         sequence += 1;
     }
-    drop(tx);
-    let _ = producer.flush().await;
-    let mut stats = collector
-        .await
-        .map_err(|e| CliError::Failed(format!("producer {} collector failed: {e}", plan.index)))?;
-    let _ = producer.close().await;
-    if let Some(e) = send_error {
-        stats.error(format!("send failed: {e}"));
-    }
-    Ok(stats)
-}
-
-async fn collect(
-    mut rx: mpsc::UnboundedReceiver<Pending>,
-    mut stats: ActorStats,
-    measure_from: Instant,
-    progress: Arc<AtomicU64>,
-) -> ActorStats {
-    let mut outstanding = FuturesUnordered::new();
-    let mut open = true;
-    loop {
-        tokio::select! {
-            biased;
-            Some((result, acked_at, sent_at, digest, bytes)) = outstanding.next(), if !outstanding.is_empty() => {
-                settle(&mut stats, result, acked_at, sent_at, digest, bytes, measure_from, &progress);
-            }
-            next = rx.recv(), if open => match next {
-                Some(p) => outstanding.push(async move {
-                    let result = p.delivery.await;
-                    (result, Instant::now(), p.sent_at, p.digest, p.bytes)
-                }),
-                None => open = false,
-            },
-            else => break,
-        }
-    }
-    stats
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one acknowledgement's fields; a struct would only rename them"
-)]
-fn settle(
-    stats: &mut ActorStats,
-    result: rill_client::Result<rill_client::RecordMetadata>,
-    acked_at: Instant,
-    sent_at: Instant,
-    digest: u64,
-    bytes: u64,
-    measure_from: Instant,
-    progress: &AtomicU64,
-) {
-    match result {
-        Ok(_) => {
-            let latency = (sent_at >= measure_from).then(|| acked_at.duration_since(sent_at));
-            stats.event(acked_at, bytes, latency, digest);
-            progress.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) => stats.error(format!("delivery failed: {e}")),
-    }
+    (producer, send_error)
 }
 
 /// What one consumer does.
