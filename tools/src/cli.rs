@@ -306,9 +306,11 @@ pub struct BenchArgs {
     /// Distinct keys for --keys uniform|zipf.
     #[arg(long, default_value_t = 1000)]
     pub key_count: u64,
-    /// Seconds at the start whose samples are not recorded.
-    #[arg(long, default_value_t = 0.0)]
-    pub warmup: f64,
+    /// Seconds at the start whose samples are not recorded (their records
+    /// are still verified) [default: for produce and produce-consume, a
+    /// tenth of a --duration run, at most 1 s; otherwise none].
+    #[arg(long)]
+    pub warmup: Option<f64>,
     /// Topic to use, created if missing and kept [default: a fresh bench
     /// topic with --partitions, deleted after the run].
     #[arg(long)]

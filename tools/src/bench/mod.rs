@@ -59,6 +59,10 @@ use crate::topic;
 /// Run length when neither `--messages` nor `--duration` is given: long
 /// enough to pass start-up effects, short enough for a first try.
 pub const DURATION_DEFAULT_SECS: f64 = 10.0;
+/// Share of a `--duration` run left out as warm-up when `--warmup` is not
+/// given, and the most seconds that may be.
+pub const WARMUP_DEFAULT_FRACTION: f64 = 0.1;
+pub const WARMUP_DEFAULT_MAX_SECS: f64 = 1.0;
 /// Most producers or consumers one run starts (each has its own
 /// connections and tasks).
 pub const ACTORS_MAX: usize = 256;
@@ -135,20 +139,29 @@ impl Settings {
             (Some(_), _) => None,
             (None, d) => Some(d.unwrap_or(DURATION_DEFAULT_SECS)),
         };
+        // Connections, metadata and the first page faults make a timed
+        // run's first moments unrepresentative; a tenth of it (at most
+        // WARMUP_DEFAULT_MAX_SECS) is left out unless asked otherwise. The
+        // consume and group scenarios read what is already there as fast as
+        // they can, and may be done within that time: no default for them.
+        let timed = matches!(scenario, Scenario::Produce | Scenario::ProduceConsume);
+        let warmup = a.warmup.unwrap_or_else(|| match duration {
+            Some(d) if timed => (d * WARMUP_DEFAULT_FRACTION).min(WARMUP_DEFAULT_MAX_SECS),
+            _ => 0.0,
+        });
         if let Some(d) = duration {
             if !(d > 0.0 && d <= DURATION_MAX_SECS) {
                 return usage(format!(
                     "--duration must be in (0, {DURATION_MAX_SECS}] seconds"
                 ));
             }
-            if a.warmup >= d {
+            if warmup >= d {
                 return usage(format!(
-                    "--warmup {} must be shorter than the run ({d} s)",
-                    a.warmup
+                    "--warmup {warmup} must be shorter than the run ({d} s)"
                 ));
             }
         }
-        if !(a.warmup >= 0.0 && a.warmup <= DURATION_MAX_SECS) {
+        if !(0.0..=DURATION_MAX_SECS).contains(&warmup) {
             return usage("--warmup must be a non-negative number of seconds".to_owned());
         }
         if let Some(r) = a.rate {
@@ -176,7 +189,7 @@ impl Settings {
             rate: a.rate,
             keys: a.keys,
             key_count: a.key_count,
-            warmup_secs: a.warmup,
+            warmup_secs: warmup,
             output_dir: a.output_dir.clone(),
             json: a.json,
             quiet: a.quiet,

@@ -175,6 +175,34 @@ fn warmup_samples_are_verified_but_not_measured() {
 }
 
 #[test]
+fn without_warmup_flag_a_tenth_of_the_run_is_warmup() {
+    // 2 s at 1000/s and no --warmup: the first 0.2 s (records 0..200) are
+    // warm-up, so 1800 acknowledgements are timed and all 2000 verified.
+    let out = rill(
+        &[
+            "bench",
+            "produce-consume",
+            "--duration",
+            "2",
+            "--rate",
+            "1000",
+            "--message-size",
+            "64",
+            "--json",
+        ],
+        None,
+    );
+    let report = json(&out);
+    assert_eq!(
+        report["settings"]["warmup_secs"], 0.2,
+        "{}",
+        report["settings"]
+    );
+    assert_eq!(report["verification"]["records_consumed"], 2000);
+    assert_eq!(report["produce"]["latency"]["samples"], 1800);
+}
+
+#[test]
 fn produce_scenario_prints_a_table_and_fixed_rate_counts_from_intended_times() {
     let out = rill(
         &[
