@@ -36,7 +36,7 @@ use rill_protocol::wire::{
     ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
     Request, RequestHeader, ResetOffsetsRequest, ResetOffsetsResponse, Response, ResponseHeader,
-    FRAME_LENGTH_PREFIX_BYTES,
+    SharedProduceRequest, FRAME_LENGTH_PREFIX_BYTES,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -110,9 +110,11 @@ struct Pending {
     tx: oneshot::Sender<Result<Response>>,
 }
 
-/// A frame for the writer task; `written` fires once it is on the socket.
+/// A frame for the writer task, as chunks written back to back (a Produce
+/// keeps each batch its own chunk, so batches are never copied into the
+/// frame); `written` fires once it is on the socket.
 struct Outgoing {
-    frame: Bytes,
+    frame: Vec<Bytes>,
     written: Option<oneshot::Sender<()>>,
 }
 
@@ -301,14 +303,29 @@ impl Connection {
         api_version: u16,
         extra_wait: Duration,
     ) -> Result<Response> {
+        let api_key = request.api_key();
+        self.exchange(api_key, api_version, extra_wait, |correlation_id| {
+            self.encode(request, api_key, api_version, correlation_id)
+        })
+        .await
+    }
+
+    /// Sends the frame `encode` makes for the next correlation id and waits
+    /// for its response.
+    async fn exchange(
+        &self,
+        api_key: ApiKey,
+        api_version: u16,
+        extra_wait: Duration,
+        encode: impl FnOnce(u32) -> Result<Vec<Bytes>>,
+    ) -> Result<Response> {
         let _permit = self
             .inflight
             .acquire()
             .await
             .map_err(|_| ClientError::ConnectionClosed)?;
-        let api_key = request.api_key();
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(request, api_key, api_version, correlation_id)?;
+        let frame = encode(correlation_id)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.shared.lock();
@@ -353,6 +370,38 @@ impl Connection {
         let api_version = self.negotiated(api_key)?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(request, api_key, api_version, correlation_id)?;
+        self.write_oneway(frame).await
+    }
+
+    /// A Produce with `acks=none` over batches the caller keeps, written
+    /// without copying them (see [`wire::encode_produce_frame_vectored`]).
+    pub async fn send_oneway_produce(&self, request: &SharedProduceRequest) -> Result<()> {
+        let api_version = self.negotiated(ApiKey::Produce)?;
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode_produce(request, api_version, correlation_id)?;
+        self.write_oneway(frame).await
+    }
+
+    /// A Produce that expects a response (`acks` leader or all) over batches
+    /// the caller keeps, written without copying them.
+    pub async fn produce_shared(&self, request: &SharedProduceRequest) -> Result<ProduceResponse> {
+        let api_version = self.negotiated(ApiKey::Produce)?;
+        let response = self
+            .exchange(
+                ApiKey::Produce,
+                api_version,
+                Duration::ZERO,
+                |correlation_id| self.encode_produce(request, api_version, correlation_id),
+            )
+            .await?;
+        match response {
+            Response::Produce(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::Produce)),
+        }
+    }
+
+    /// Queues a frame nobody answers; resolves once it is on the socket.
+    async fn write_oneway(&self, frame: Vec<Bytes>) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         {
             let state = self.shared.lock();
@@ -384,22 +433,36 @@ impl Connection {
         }
     }
 
+    fn header(&self, api_key: ApiKey, api_version: u16, correlation_id: u32) -> RequestHeader {
+        RequestHeader {
+            api_key,
+            api_version,
+            correlation_id,
+            client_id: self.config.client_id.clone(),
+        }
+    }
+
+    fn encode_produce(
+        &self,
+        request: &SharedProduceRequest,
+        api_version: u16,
+        correlation_id: u32,
+    ) -> Result<Vec<Bytes>> {
+        let header = self.header(ApiKey::Produce, api_version, correlation_id);
+        Ok(wire::encode_produce_frame_vectored(&header, request)?)
+    }
+
     fn encode(
         &self,
         request: &Request,
         api_key: ApiKey,
         api_version: u16,
         correlation_id: u32,
-    ) -> Result<Bytes> {
-        let header = RequestHeader {
-            api_key,
-            api_version,
-            correlation_id,
-            client_id: self.config.client_id.clone(),
-        };
+    ) -> Result<Vec<Bytes>> {
+        let header = self.header(api_key, api_version, correlation_id);
         let mut buf = BytesMut::new();
         wire::encode_request_frame(&header, request, &mut buf)?;
-        Ok(buf.freeze())
+        Ok(vec![buf.freeze()])
     }
 
     pub async fn metadata(&self, req: MetadataRequest) -> Result<MetadataResponse> {
@@ -601,10 +664,12 @@ async fn write_loop(
         let mut next = Some(first);
         let mut result = Ok(());
         // Coalesce whatever is queued into one flush.
-        while let Some(out) = next.take() {
-            result = writer.write_all(&out.frame).await;
-            if result.is_err() {
-                break;
+        'queued: while let Some(out) = next.take() {
+            for chunk in &out.frame {
+                result = writer.write_all(chunk).await;
+                if result.is_err() {
+                    break 'queued;
+                }
             }
             written.extend(out.written);
             next = rx.try_recv().ok();

@@ -36,11 +36,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use rill_protocol::limits::BATCH_BYTES_MAX;
 use rill_protocol::wire::{
-    self, ErrorCode, MetadataRequest, ProducePartition, ProduceRequest, ProduceResponse,
-    ProduceTopic,
+    self, ErrorCode, MetadataRequest, ProduceResponse, SharedProducePartition,
+    SharedProduceRequest, SharedProduceTopic,
 };
 use rill_protocol::{BatchBuilder, Compression};
 use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
@@ -201,7 +201,17 @@ impl Waiter {
             Waiter::Future(tx) => {
                 let _ = tx.send(outcome);
             }
-            Waiter::Callback(callback) => callback(outcome),
+            // A panicking callback must not unwind through the producer: the
+            // batch would stay outstanding and its partition in flight, and
+            // every later send to it, `flush` and `close` would hang.
+            Waiter::Callback(callback) => {
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    callback(outcome);
+                }));
+                if ran.is_err() {
+                    warn!("a delivery callback panicked; the producer carries on");
+                }
+            }
         }
     }
 }
@@ -225,8 +235,9 @@ enum Content {
     Building(BatchBuilder),
     /// Finished bytes, kept for retries so a batch is serialized once.
     /// Lent to the Produce request while it is being sent and given back
-    /// afterwards (see [`lend_records`]), so they are never copied for it.
-    Built(BytesMut),
+    /// Each request shares them (a reference count, not a copy) as its own
+    /// chunk of a vectored frame, so they are never copied for it.
+    Built(Bytes),
 }
 
 impl Content {
@@ -256,6 +267,22 @@ struct PartitionQueue {
 struct Sticky {
     partition: u32,
     bytes: usize,
+}
+
+impl Sticky {
+    /// A random first partition (as Kafka's), so short-lived producers of
+    /// keyless records do not all pile onto partition 0.
+    fn start(partitions: u32) -> Sticky {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded randomly per process and per instance.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Sticky {
+            partition: u32::try_from(random % u64::from(partitions.max(1))).unwrap_or(0),
+            bytes: 0,
+        }
+    }
 }
 
 struct TopicMeta {
@@ -345,7 +372,7 @@ impl Producer {
     /// Waits while the buffer is full. Records of one partition are written
     /// in the order their `send` calls returned. Keyed records go to
     /// `murmur2(key) % partitions` (Kafka's partitioner); keyless ones stick
-    /// to one partition until its batch is sent.
+    /// to one partition until `batch_size` bytes went there (KIP-794).
     pub async fn send(
         &self,
         topic: &str,
@@ -362,7 +389,10 @@ impl Producer {
     /// As [`Self::send`], but the outcome goes to `callback` instead of a
     /// future (Kafka's `send(record, callback)`): the producer runs it once
     /// the record's batch is acknowledged or has failed for good, on its
-    /// own task, so it must be quick and must not block. Callbacks of one
+    /// own task, so it must be quick and must not block (in particular it
+    /// must not wait on this producer's `flush`, `close` or buffer space:
+    /// its own batch is not done until it returns). A panic in it is caught
+    /// and logged. Callbacks of one
     /// partition run in send order, and all of them have run when
     /// [`Self::flush`] returns. When `send_with_callback` itself returns an
     /// error the record was not buffered and the callback is dropped uncalled.
@@ -583,14 +613,19 @@ impl Inner {
             if state.closed {
                 return Err(ClientError::Closed);
             }
+            // Whether keyless records just moved off this record's partition.
+            let mut sticky_moved = false;
             let partition = match (explicit, key) {
                 (Some(p), _) => p,
                 (None, Some(k)) => partition_for_key(k, partitions),
                 (None, None) => {
-                    let sticky = state.sticky.entry(Arc::clone(&topic)).or_default();
+                    let sticky = state
+                        .sticky
+                        .entry(Arc::clone(&topic))
+                        .or_insert_with(|| Sticky::start(partitions));
                     // The partition count may have shrunk since we stuck.
                     if sticky.partition >= partitions {
-                        *sticky = Sticky::default();
+                        *sticky = Sticky::start(partitions);
                     }
                     let partition = sticky.partition;
                     sticky.bytes += size;
@@ -599,6 +634,7 @@ impl Inner {
                             partition: (partition + 1) % partitions.max(1),
                             bytes: 0,
                         };
+                        sticky_moved = true;
                     }
                     partition
                 }
@@ -642,7 +678,10 @@ impl Inner {
                 Some(held) => held.merge(permit),
                 None => open.permit = Some(permit),
             }
-            if open.content.size() >= batch_size {
+            // A batch keyless records moved away from is as full as it will
+            // get: sealed now, it goes as soon as its partition is free
+            // instead of waiting out `linger`.
+            if sticky_moved || open.content.size() >= batch_size {
                 seal(queue);
                 wake = true;
             }
@@ -799,9 +838,9 @@ fn group_requests(batches: Vec<Batch>) -> Vec<Vec<Batch>> {
 async fn send_group(inner: Arc<Inner>, group: Vec<Batch>) {
     let mut batches = Vec::with_capacity(group.len());
     for mut batch in group {
-        let content = std::mem::replace(&mut batch.content, Content::Built(BytesMut::new()));
+        let content = std::mem::replace(&mut batch.content, Content::Built(Bytes::new()));
         match content {
-            Content::Building(builder) => match builder.finish_into_mut() {
+            Content::Building(builder) => match builder.finish() {
                 Ok(bytes) => {
                     batch.content = Content::Built(bytes);
                     batches.push(batch);
@@ -826,10 +865,9 @@ async fn send_group(inner: Arc<Inner>, group: Vec<Batch>) {
             return;
         }
     };
-    let mut request = wire::Request::Produce(lend_records(&inner.config, &mut batches));
+    let request = shared_request(&inner.config, &batches);
     if inner.config.acks == Acks::None {
-        let result = conn.send_oneway_ref(&request).await;
-        return_records(&mut batches, &mut request);
+        let result = conn.send_oneway_produce(&request).await;
         for batch in batches {
             match &result {
                 Ok(()) => inner.complete(batch, Ok(None)),
@@ -840,8 +878,7 @@ async fn send_group(inner: Arc<Inner>, group: Vec<Batch>) {
         }
         return;
     }
-    let result = conn.produce_ref(&request).await;
-    return_records(&mut batches, &mut request);
+    let result = conn.produce_shared(&request).await;
     match result {
         Ok(response) => settle(&inner, batches, &response),
         Err(e) => {
@@ -852,54 +889,32 @@ async fn send_group(inner: Arc<Inner>, group: Vec<Batch>) {
     }
 }
 
-/// Builds the Produce request for `batches`, moving each batch's finished
-/// bytes into it (no copy); [`return_records`] gives them back. A request
-/// holds at most one batch per partition (one in flight per partition), so
-/// `(topic, partition)` names a batch within it.
-fn lend_records(config: &ProducerConfig, batches: &mut [Batch]) -> ProduceRequest {
-    let mut topics: Vec<ProduceTopic> = Vec::new();
-    for batch in batches.iter_mut() {
-        let Content::Built(bytes) = &mut batch.content else {
+/// The Produce request for `batches`, sharing each batch's finished bytes
+/// (a reference count, no copy). A request holds at most one batch per
+/// partition (one in flight per partition), so `(topic, partition)` names a
+/// batch within it.
+fn shared_request(config: &ProducerConfig, batches: &[Batch]) -> SharedProduceRequest {
+    let mut topics: Vec<SharedProduceTopic> = Vec::new();
+    for batch in batches {
+        let Content::Built(bytes) = &batch.content else {
             continue;
         };
-        let partition = ProducePartition {
+        let partition = SharedProducePartition {
             partition: batch.partition,
-            records: std::mem::take(bytes),
+            records: bytes.clone(),
         };
         match topics.iter_mut().find(|t| *t.name == *batch.topic) {
             Some(t) => t.partitions.push(partition),
-            None => topics.push(ProduceTopic {
+            None => topics.push(SharedProduceTopic {
                 name: batch.topic.to_string(),
                 partitions: vec![partition],
             }),
         }
     }
-    ProduceRequest {
+    SharedProduceRequest {
         acks: config.acks.to_wire(),
         timeout_ms: u32::try_from(config.request_timeout.as_millis()).unwrap_or(u32::MAX),
         topics,
-    }
-}
-
-/// Moves the bytes lent by [`lend_records`] back into their batches, so a
-/// retry resends them.
-fn return_records(batches: &mut [Batch], request: &mut wire::Request) {
-    let wire::Request::Produce(request) = request else {
-        return;
-    };
-    for topic in &mut request.topics {
-        for lent in &mut topic.partitions {
-            let owner = batches
-                .iter_mut()
-                .find(|b| b.partition == lent.partition && *b.topic == *topic.name);
-            if let Some(Batch {
-                content: Content::Built(bytes),
-                ..
-            }) = owner
-            {
-                *bytes = std::mem::take(&mut lent.records);
-            }
-        }
     }
 }
 

@@ -113,3 +113,32 @@ async fn a_refused_send_drops_its_callback_uncalled() {
     producer.close().await.expect("close");
     broker.shutdown().await;
 }
+
+/// A callback that panics is caught: later sends to the same partition are acknowledged and flush returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_callback_does_not_wedge_the_producer() {
+    let (_dir, broker, addr) = broker().await;
+    create_topic(&addr, TOPIC, 1).await;
+    let producer = Producer::new(ProducerConfig::new(&addr))
+        .await
+        .expect("producer");
+    producer
+        .send_with_callback(TOPIC, None, b"boom", &[], |_| panic!("callback panics"))
+        .await
+        .expect("buffered");
+    let next = producer
+        .send(TOPIC, None, b"next", &[])
+        .await
+        .expect("buffered");
+    let meta = tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("the next record is not stuck behind the panic")
+        .expect("acknowledged");
+    assert_eq!(meta.offset, Some(1));
+    tokio::time::timeout(Duration::from_secs(10), producer.flush())
+        .await
+        .expect("flush returns")
+        .expect("flush");
+    producer.close().await.expect("close");
+    broker.shutdown().await;
+}

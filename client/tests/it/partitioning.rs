@@ -121,3 +121,54 @@ async fn keyless_records_stick_to_a_partition_for_a_batch_worth_of_bytes() {
     producer.close().await.expect("close");
     broker.shutdown().await;
 }
+
+/// With a long linger, a batch keyless records moved away from (a batch's
+/// worth of bytes went to its partition) is sent at once, not after linger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_sticky_partition_left_goes_without_lingering() {
+    let (_dir, broker, addr) = broker().await;
+    create_topic(&addr, "left", 4).await;
+    let producer = Producer::new(ProducerConfig {
+        batch_size: 4096,
+        linger: Duration::from_secs(30),
+        ..ProducerConfig::new(&addr)
+    })
+    .await
+    .expect("producer");
+    let mut deliveries = Vec::new();
+    for _ in 0..60 {
+        deliveries.push(
+            producer
+                .send("left", None, &[b'v'; 100], &[])
+                .await
+                .expect("send"),
+        );
+    }
+    let first = deliveries.remove(0);
+    tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("the first batch waited for linger")
+        .expect("ack");
+    producer.close().await.expect("close");
+    broker.shutdown().await;
+}
+
+/// Fresh producers of keyless records start at a random partition, not all at 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_producers_start_at_random_partitions() {
+    const PRODUCERS: usize = 12;
+    let (_dir, broker, addr) = broker().await;
+    create_topic(&addr, "start", 4).await;
+    let mut firsts = std::collections::HashSet::new();
+    for _ in 0..PRODUCERS {
+        let producer = Producer::new(ProducerConfig::new(&addr))
+            .await
+            .expect("producer");
+        let d = producer.send("start", None, b"x", &[]).await.expect("send");
+        firsts.insert(d.await.expect("ack").partition);
+        producer.close().await.expect("close");
+    }
+    // All 12 on one partition by chance: 4 x (1/4)^12, about 2.4e-7.
+    assert!(firsts.len() > 1, "every producer started at {firsts:?}");
+    broker.shutdown().await;
+}

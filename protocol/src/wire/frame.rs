@@ -355,6 +355,34 @@ pub fn encode_response_frame(
     encode_frame(header, response, buf)
 }
 
+/// A whole Produce request frame as chunks for a vectored write: the
+/// prefix, header and small fields coalesced, each non-empty batch blob its
+/// own chunk sharing the caller's buffer. Concatenated, the chunks equal
+/// what [`encode_request_frame`] writes for the equivalent
+/// [`Request::Produce`].
+///
+/// Fails if the header names another API than Produce, or if a value does
+/// not fit the wire.
+pub fn encode_produce_frame_vectored(
+    header: &RequestHeader,
+    request: &super::SharedProduceRequest,
+) -> Result<Vec<Bytes>, WireError> {
+    if header.api_key != ApiKey::Produce {
+        return Err(WireError::InvalidValue {
+            field: "api_key",
+            value: i64::from(header.api_key.code()),
+        });
+    }
+    let len = frame_len(header, request)?;
+    let mut chunks = Chunks::with_capacity(FRAME_LENGTH_PREFIX_BYTES + encoded_len(header)?);
+    let mut e = Encoder::new(&mut chunks);
+    e.u32(len);
+    header.encode_to(&mut e);
+    request.encode_to(&mut e);
+    e.finish()?;
+    Ok(chunks.finish())
+}
+
 /// A whole response frame as chunks for a vectored write: the prefix,
 /// header and small fields coalesced, each non-empty Fetch records blob its
 /// own chunk sharing the caller's buffer. Concatenated, the chunks equal

@@ -236,9 +236,9 @@ pub use fetch::{
     FetchTopicResponse,
 };
 pub use frame::{
-    decode_frame_length, encode_request_frame, encode_response_frame,
-    encode_response_frame_vectored, Request, RequestHeader, Response, ResponseHeader,
-    FRAME_LENGTH_PREFIX_BYTES,
+    decode_frame_length, encode_produce_frame_vectored, encode_request_frame,
+    encode_response_frame, encode_response_frame_vectored, Request, RequestHeader, Response,
+    ResponseHeader, FRAME_LENGTH_PREFIX_BYTES,
 };
 pub use group_heartbeat::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, TopicPartitions,
@@ -263,7 +263,8 @@ pub use offset_fetch::{
 };
 pub use produce::{
     Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
-    ProduceTopic, ProduceTopicResponse, NO_LOG_APPEND_TIME,
+    ProduceTopic, ProduceTopicResponse, SharedProducePartition, SharedProduceRequest,
+    SharedProduceTopic, NO_LOG_APPEND_TIME,
 };
 pub use reset_offsets::{
     ResetOffsetsRequest, ResetOffsetsResponse, ResetPartitionResult, ResetSpec,

@@ -152,6 +152,53 @@ impl Decode<BytesMut> for ProduceRequest {
     }
 }
 
+/// A Produce request over batches the sender keeps as [`Bytes`] (for a
+/// retry), encoded without copying them: each batch becomes its own chunk of
+/// a vectored frame ([`super::encode_produce_frame_vectored`]). On the wire
+/// it is byte for byte the equivalent [`ProduceRequest`]; the broker decodes
+/// it as one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SharedProduceRequest {
+    pub acks: Acks,
+    pub timeout_ms: u32,
+    pub topics: Vec<SharedProduceTopic>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedProduceTopic {
+    pub name: String,
+    pub partitions: Vec<SharedProducePartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedProducePartition {
+    pub partition: u32,
+    /// Whole record batches back to back.
+    pub records: Bytes,
+}
+
+impl Encode for SharedProducePartition {
+    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        e.u32(self.partition);
+        e.shared_blob("records", &self.records);
+    }
+}
+
+impl Encode for SharedProduceTopic {
+    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        e.string("topic name", &self.name);
+        e.array("partitions", &self.partitions);
+    }
+}
+
+impl Encode for SharedProduceRequest {
+    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        e.i16(self.acks.code());
+        e.u32(self.timeout_ms);
+        e.array("topics", &self.topics);
+    }
+}
+
 impl Encode for ProducePartitionResponse {
     fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
         e.u32(self.partition);

@@ -1,7 +1,8 @@
 //! I/O backends: how segment bytes reach the file and the disk.
 //!
-//! Every backend is driven by one I/O thread that owns it and is fed over a
-//! crossbeam channel. The thread drains whatever has queued up, runs the
+//! Every backend is driven by one or more I/O threads ("lanes"), each fed
+//! over its own crossbeam channel; all files of one directory (partition)
+//! are served by the same lane. A thread drains whatever has queued up, runs the
 //! writes of that drain together (one io_uring submission, or a run of
 //! `pwrite`s), replies to them, then runs **one** `fdatasync` per file for
 //! every sync request in the drain. While a sync is in flight new requests
@@ -15,8 +16,9 @@
 //! # Contract of a [`LogFile`]
 //! - `write_at` completes once its bytes are readable through `read_at`.
 //!   Completions of one file arrive in submission order: when a write's
-//!   completion resolves, every write submitted to that backend before it
-//!   has completed too.
+//!   completion resolves, every write submitted before it to any file of
+//!   the same directory has completed too (files of other directories may
+//!   be on another lane and are not ordered against it).
 //! - Writes of one file take effect in submission order: of two queued
 //!   writes to overlapping bytes, the later one wins.
 //! - `sync_data` completes once every write that completed before it was

@@ -64,6 +64,8 @@ pub struct ProducerPlan {
     /// Bumped per acknowledged record (progress bar).
     pub progress: Arc<AtomicU64>,
     pub with_series: bool,
+    /// Whether to hash each value for the consume phase's verification.
+    pub with_digests: bool,
 }
 
 /// Where a producer's acknowledgements are recorded. Delivery callbacks
@@ -185,7 +187,11 @@ async fn send_loop(
         payload.fill(&mut value, sequence);
         let stamp = u64::try_from(sent_at.duration_since(plan.base).as_nanos()).unwrap_or(u64::MAX);
         stamp_value(&mut value, stamp, record_id(plan.index, sequence));
-        let digest = record_digest(&value);
+        let digest = if plan.with_digests {
+            record_digest(&value)
+        } else {
+            0
+        };
         let key = keys.next_key();
         let bytes = (value.len() + key.map_or(0, |k| k.len())) as u64;
         let on_delivery = {

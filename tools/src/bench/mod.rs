@@ -405,6 +405,9 @@ fn producer_plans(
             base,
             progress: Arc::clone(progress),
             with_series: measured && s.output_dir.is_some(),
+            // Only a consume phase checks the producers' checksum; a
+            // produce-only run skips hashing every value.
+            with_digests: s.scenario != Scenario::Produce,
         })
         .collect()
 }
