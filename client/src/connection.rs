@@ -286,15 +286,8 @@ impl Connection {
     /// `extra_wait` extends the timeout for requests the broker may hold on
     /// purpose (a long-poll fetch).
     pub async fn request(&self, request: Request, extra_wait: Duration) -> Result<Response> {
-        self.request_ref(&request, extra_wait).await
-    }
-
-    /// As [`Connection::request`], but the caller keeps the request: the
-    /// frame is encoded from it, so a producer can hold on to its batch
-    /// buffers for a retry without copying them first.
-    pub async fn request_ref(&self, request: &Request, extra_wait: Duration) -> Result<Response> {
         let version = self.negotiated(request.api_key())?;
-        self.request_at(request, version, extra_wait).await
+        self.request_at(&request, version, extra_wait).await
     }
 
     async fn request_at(
@@ -361,15 +354,10 @@ impl Connection {
     /// Sends a request the broker does not answer (a produce with
     /// `acks=none`). Resolves once the frame is written to the socket.
     pub async fn send_oneway(&self, request: Request) -> Result<()> {
-        self.send_oneway_ref(&request).await
-    }
-
-    /// As [`Connection::send_oneway`], but the caller keeps the request.
-    pub async fn send_oneway_ref(&self, request: &Request) -> Result<()> {
         let api_key = request.api_key();
         let api_version = self.negotiated(api_key)?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(request, api_key, api_version, correlation_id)?;
+        let frame = self.encode(&request, api_key, api_version, correlation_id)?;
         self.write_oneway(frame).await
     }
 
@@ -504,13 +492,7 @@ impl Connection {
 
     /// A produce that expects a response (`acks` leader or all).
     pub async fn produce(&self, req: ProduceRequest) -> Result<ProduceResponse> {
-        self.produce_ref(&Request::Produce(req)).await
-    }
-
-    /// Sends `request` (a [`Request::Produce`]) and keeps it with the
-    /// caller; see [`Connection::request_ref`].
-    pub async fn produce_ref(&self, request: &Request) -> Result<ProduceResponse> {
-        match self.request_ref(request, Duration::ZERO).await? {
+        match self.request(Request::Produce(req), Duration::ZERO).await? {
             Response::Produce(r) => Ok(r),
             _ => Err(unexpected(ApiKey::Produce)),
         }

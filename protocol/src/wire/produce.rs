@@ -52,26 +52,55 @@ impl Acks {
     }
 }
 
+/// A Produce request. `R` holds each partition's batches: `BytesMut` as
+/// the broker decodes them (split off the frame, stamped in place), or
+/// `Bytes` a producer keeps for retries and sends without copying as its
+/// own chunks of a vectored frame ([`SharedProduceRequest`],
+/// [`super::encode_produce_frame_vectored`]). Both are the same bytes on
+/// the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProduceRequest {
+pub struct ProduceRequest<R = BytesMut> {
     pub acks: Acks,
     /// How long the broker may wait for `acks` before answering
     /// [`ErrorCode::RequestTimedOut`].
     pub timeout_ms: u32,
-    pub topics: Vec<ProduceTopic>,
+    pub topics: Vec<ProduceTopic<R>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProduceTopic {
+pub struct ProduceTopic<R = BytesMut> {
     pub name: String,
-    pub partitions: Vec<ProducePartition>,
+    pub partitions: Vec<ProducePartition<R>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProducePartition {
+pub struct ProducePartition<R = BytesMut> {
     pub partition: u32,
     /// Whole record batches back to back, opaque to the wire layer.
-    pub records: BytesMut,
+    pub records: R,
+}
+
+/// A Produce request over batches the sender keeps as [`Bytes`].
+pub type SharedProduceRequest = ProduceRequest<Bytes>;
+pub type SharedProduceTopic = ProduceTopic<Bytes>;
+pub type SharedProducePartition = ProducePartition<Bytes>;
+
+/// How a partition's batches go into a frame: copied (`BytesMut`), or kept
+/// by reference by a vectored sink (`Bytes`).
+pub(crate) trait RecordsBlob {
+    fn encode_records<S: Sink>(&self, e: &mut Encoder<'_, S>);
+}
+
+impl RecordsBlob for BytesMut {
+    fn encode_records<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        e.blob("records", self);
+    }
+}
+
+impl RecordsBlob for Bytes {
+    fn encode_records<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        e.shared_blob("records", self);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -97,10 +126,10 @@ pub struct ProducePartitionResponse {
     pub error_message: Option<String>,
 }
 
-impl Encode for ProducePartition {
+impl<R: RecordsBlob> Encode for ProducePartition<R> {
     fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
         e.u32(self.partition);
-        e.blob("records", &self.records);
+        self.records.encode_records(e);
     }
 }
 
@@ -116,7 +145,7 @@ impl Decode<BytesMut> for ProducePartition {
     }
 }
 
-impl Encode for ProduceTopic {
+impl<R: RecordsBlob> Encode for ProduceTopic<R> {
     fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
         e.string("topic name", &self.name);
         e.array("partitions", &self.partitions);
@@ -133,7 +162,7 @@ impl Decode<BytesMut> for ProduceTopic {
     }
 }
 
-impl Encode for ProduceRequest {
+impl<R: RecordsBlob> Encode for ProduceRequest<R> {
     fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
         e.i16(self.acks.code());
         e.u32(self.timeout_ms);
@@ -149,53 +178,6 @@ impl Decode<BytesMut> for ProduceRequest {
             timeout_ms: get_u32(buf)?,
             topics: get_array(buf)?,
         })
-    }
-}
-
-/// A Produce request over batches the sender keeps as [`Bytes`] (for a
-/// retry), encoded without copying them: each batch becomes its own chunk of
-/// a vectored frame ([`super::encode_produce_frame_vectored`]). On the wire
-/// it is byte for byte the equivalent [`ProduceRequest`]; the broker decodes
-/// it as one.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SharedProduceRequest {
-    pub acks: Acks,
-    pub timeout_ms: u32,
-    pub topics: Vec<SharedProduceTopic>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedProduceTopic {
-    pub name: String,
-    pub partitions: Vec<SharedProducePartition>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedProducePartition {
-    pub partition: u32,
-    /// Whole record batches back to back.
-    pub records: Bytes,
-}
-
-impl Encode for SharedProducePartition {
-    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
-        e.u32(self.partition);
-        e.shared_blob("records", &self.records);
-    }
-}
-
-impl Encode for SharedProduceTopic {
-    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
-        e.string("topic name", &self.name);
-        e.array("partitions", &self.partitions);
-    }
-}
-
-impl Encode for SharedProduceRequest {
-    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
-        e.i16(self.acks.code());
-        e.u32(self.timeout_ms);
-        e.array("topics", &self.topics);
     }
 }
 
