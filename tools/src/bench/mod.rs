@@ -146,7 +146,10 @@ impl Settings {
         // they can, and may be done within that time: no default for them.
         let timed = matches!(scenario, Scenario::Produce | Scenario::ProduceConsume);
         let warmup = a.warmup.unwrap_or_else(|| match duration {
-            Some(d) if timed => (d * WARMUP_DEFAULT_FRACTION).min(WARMUP_DEFAULT_MAX_SECS),
+            // Whole milliseconds, so the report says 0.3 s, not 0.30000000000000004.
+            Some(d) if timed => {
+                ((d * WARMUP_DEFAULT_FRACTION).min(WARMUP_DEFAULT_MAX_SECS) * 1e3).round() / 1e3
+            }
             _ => 0.0,
         });
         if let Some(d) = duration {
