@@ -1,8 +1,10 @@
 //! Shared by the broker tests: start a real broker on 127.0.0.1:0 in a temp
 //! dir, and a raw wire client (the real codec over a real TcpStream).
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -12,6 +14,9 @@ use rill_protocol::wire::*;
 use rill_protocol::{BatchBuilder, Compression};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The real broker binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_rill-broker");
 
 /// Upper bound on any single wait in these tests; far above what a healthy
 /// broker needs, so a hang fails instead of stalling the suite.
@@ -295,4 +300,67 @@ pub fn sample(scrape: &str, name_and_labels: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// A `rill-broker` process; killed on drop.
+pub struct BrokerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl BrokerProcess {
+    /// Starts the binary on loopback ports with `extra` flags, defaults
+    /// otherwise (the in-flight budgets and connection limit under test).
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
+        let mut child = Command::new(BIN)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--io-backend",
+                "std",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn rill-broker");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the start line");
+        // "rill-broker listening on <addr> metrics on <addr>"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words.get(..3),
+            Some(&["rill-broker", "listening", "on"][..]),
+            "start line {line:?}"
+        );
+        let addr = words
+            .get(3)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("start line {line:?}"));
+        let metrics = words
+            .get(6)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("start line {line:?}"));
+        BrokerProcess {
+            child,
+            addr,
+            metrics,
+        }
+    }
 }

@@ -4,19 +4,16 @@
 //! well-behaved client whose produce+fetch round-trip rate is measured
 //! alone and then under attack.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rill_protocol::wire::*;
 
+pub use crate::common::BrokerProcess;
 use crate::common::{batch, Client};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rill-broker");
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 
@@ -50,63 +47,7 @@ pub fn measure_for() -> Duration {
     }
 }
 
-/// A `rill-broker` process; killed on drop.
-pub struct BrokerProcess {
-    child: Child,
-    pub addr: SocketAddr,
-    pub metrics: SocketAddr,
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl BrokerProcess {
-    /// Starts the binary on loopback ports with `extra` flags, defaults
-    /// otherwise (the in-flight budgets and connection limit under test).
-    pub fn spawn(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
-        let mut child = Command::new(BIN)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--io-backend",
-                "std",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rill-broker");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the start line");
-        // "rill-broker listening on <addr> metrics on <addr>"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let addr = words
-            .get(3)
-            .and_then(|w| w.parse().ok())
-            .unwrap_or_else(|| panic!("start line {line:?}"));
-        let metrics = words
-            .get(6)
-            .and_then(|w| w.parse().ok())
-            .unwrap_or_else(|| panic!("start line {line:?}"));
-        BrokerProcess {
-            child,
-            addr,
-            metrics,
-        }
-    }
-
     /// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`) in bytes.
     pub fn status_bytes(&self, field: &str) -> u64 {
         let path = format!("/proc/{}/status", self.child.id());

@@ -2,69 +2,20 @@
 //! SIGTERM leaving clean-shutdown markers, recovers after `kill -9`, shows
 //! every setting in `--help`, and layers flags > env > file > defaults.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use rill_broker::topics::CLEAN_SHUTDOWN_MARKER;
 use rill_protocol::wire::*;
 
-use crate::common::{batch, sample, scrape, stamped, Client};
+use crate::common::{batch, sample, scrape, stamped, BrokerProcess, Client, BIN};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rill-broker");
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    metrics: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(data_dir: &Path) -> Running {
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--io-backend",
-            "std",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn rill-broker");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the start line");
-    // "rill-broker listening on <addr> metrics on <addr>"
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(
-        words.get(..3),
-        Some(&["rill-broker", "listening", "on"][..]),
-        "start line {line:?}"
-    );
-    let addr = words[3].parse().expect("listen address");
-    let metrics = words[6].parse().expect("metrics address");
-    Running {
-        child,
-        addr,
-        metrics,
-    }
+fn spawn(data_dir: &Path) -> BrokerProcess {
+    BrokerProcess::spawn(data_dir, &[])
 }
 
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
