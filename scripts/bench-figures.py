@@ -2,7 +2,8 @@
 """The BENCHMARKS.md end-to-end figures: starts a release `rill-broker` on
 loopback, runs each `rill bench` scenario three times against it, prints
 the medians and writes every run's JSON to the file named by the first
-argument (default bench-figures.json). Build first: cargo build --release.
+argument (default bench-figures.json); further arguments go to
+`rill-broker` (e.g. --io-direct). Build first: cargo build --release.
 """
 import json, signal, statistics as st, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -42,7 +43,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as data:
         broker = subprocess.Popen([BIN / "rill-broker", "--data-dir", data, "--listen", LISTEN,
-                                   "--metrics-addr", METRICS],
+                                   "--metrics-addr", METRICS] + sys.argv[2:],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(1.5)

@@ -146,6 +146,10 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_IO_THREADS", default_value_t = IO_THREADS_DEFAULT)]
     pub io_threads: usize,
 
+    /// Write segment files with O_DIRECT (past the page cache); see README "Direct I/O".
+    #[arg(long, env = "RILL_IO_DIRECT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub io_direct: bool,
+
     /// Largest request frame accepted; larger length prefixes close the connection.
     #[arg(long, env = "RILL_FRAME_BYTES_MAX", default_value_t = FRAME_BYTES_MAX_DEFAULT)]
     pub frame_bytes_max: u64,
@@ -261,6 +265,7 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from(DATA_DIR_DEFAULT),
             io_backend: IoBackendSetting::Auto,
             io_threads: IO_THREADS_DEFAULT,
+            io_direct: false,
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
             connection_inflight_bytes_max: CONNECTION_INFLIGHT_BYTES_MAX_DEFAULT,
             broker_inflight_bytes_max: BROKER_INFLIGHT_BYTES_MAX_DEFAULT,

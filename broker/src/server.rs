@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rill_storage::io::{open_backend_with_threads, BackendKind};
+use rill_storage::io::{open_backend_with, BackendKind};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -108,6 +108,7 @@ impl Broker {
 
         let choice = config.io_backend.to_choice();
         let io_threads = config.io_threads;
+        let io_direct = config.io_direct;
         let data_dir = config.data_dir.clone();
         let defaults = config
             .topic_defaults()
@@ -117,7 +118,7 @@ impl Broker {
         let (registry, groups, backend) = tokio::task::spawn_blocking(move || {
             let read_only = !check_writable(&data_dir)?;
             let backend =
-                open_backend_with_threads(choice, io_threads).map_err(BrokerError::Backend)?;
+                open_backend_with(choice, io_threads, io_direct).map_err(BrokerError::Backend)?;
             let kind = backend.kind();
             let offsets_dir = data_dir.join(CONSUMER_OFFSETS_DIR);
             let (groups, registry) = if read_only {

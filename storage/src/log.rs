@@ -719,6 +719,11 @@ impl PartitionLog {
         let old = inner.active_mut();
         old.seal_time_index();
         let old_base = old.base_offset;
+        // Sealed: direct I/O's padding can go once its writes land (and
+        // its recent-write window with it). Not awaited: the cut is
+        // ordered after those writes on the I/O thread, and a crash
+        // before it leaves padding that recovery cuts.
+        drop(old.log.trim());
         let segment = Segment::create(&self.dir, base, self.backend.as_ref())?;
         inner.segments.push(segment);
         inner.dir_dirty = true;
@@ -1112,6 +1117,19 @@ impl PartitionLog {
             }
         }
         self.flush().await?;
+        // Direct I/O pads each file's last block; the marker below makes
+        // the next open trust file sizes, so they must be exact first.
+        let files: Vec<Arc<dyn LogFile>> = self
+            .lock()
+            .segments
+            .iter()
+            .map(|s| Arc::clone(&s.log))
+            .collect();
+        for file in files {
+            file.trim()
+                .await
+                .map_err(|e| StorageError::io(file.path(), e))?;
+        }
         let mut inner = self.lock();
         inner.closed = true;
         inner.active_mut().seal_time_index();

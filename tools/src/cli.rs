@@ -291,6 +291,10 @@ pub struct BenchArgs {
     /// Acknowledgement level of the producers.
     #[arg(long, value_enum, default_value_t = AcksArg::Leader)]
     pub acks: AcksArg,
+    /// The embedded broker writes its segments with O_DIRECT (README, "Direct I/O");
+    /// for a running broker, start it with `rill-broker --io-direct`.
+    #[arg(long)]
+    pub io_direct: bool,
     /// Produce this many records in total.
     #[arg(long, conflicts_with = "duration")]
     pub messages: Option<u64>,

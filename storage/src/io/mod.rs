@@ -37,6 +37,7 @@
 //!   "durable" images, for crash-consistency tests.
 
 mod crash;
+mod direct;
 mod read_only;
 mod std_backend;
 mod thread;
@@ -54,6 +55,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 pub use crash::CrashBackend;
+pub use direct::DIRECT_ALIGN;
 pub use thread::{ThreadBackend, IO_THREADS_MAX};
 
 /// Counters of what a backend really asked of the kernel, for tests and
@@ -67,6 +69,8 @@ pub struct IoStats {
     pub data_syncs: u64,
     /// Directory fsyncs (`sync_dir`).
     pub dir_syncs: u64,
+    /// Files opened for `O_DIRECT` writes.
+    pub direct_files: u64,
 }
 
 /// Which backend to use, as chosen in config (`io_backend`).
@@ -150,6 +154,12 @@ pub trait LogFile: Send + Sync + fmt::Debug {
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Once every write queued before it has landed, makes the file's size
+    /// on disk its `len()` again, durably: direct I/O pads the last block
+    /// (see `direct`). Others have nothing to do, which the default says.
+    fn trim(&self) -> Completion {
+        Completion::ready(Ok(()))
+    }
     /// Refuses every later write, sync and length change of this file (they
     /// fail with [`file_closed`]'s error); writes queued before still
     /// complete. The default does nothing: a wrapper must forward it.
@@ -180,20 +190,31 @@ pub fn open_backend_with_threads(
     choice: IoBackendChoice,
     threads: usize,
 ) -> io::Result<Arc<dyn IoBackend>> {
-    match choice {
-        IoBackendChoice::Std => Ok(Arc::new(ThreadBackend::std_threads(threads)?)),
-        IoBackendChoice::Uring => Ok(Arc::new(ThreadBackend::uring_threads(threads)?)),
+    open_backend_with(choice, threads, false)
+}
+
+/// As [`open_backend_with_threads`]; with `direct`, segment files are
+/// written with `O_DIRECT` (see `direct`).
+pub fn open_backend_with(
+    choice: IoBackendChoice,
+    threads: usize,
+    direct: bool,
+) -> io::Result<Arc<dyn IoBackend>> {
+    let backend = match choice {
+        IoBackendChoice::Std => ThreadBackend::std_threads(threads)?,
+        IoBackendChoice::Uring => ThreadBackend::uring_threads(threads)?,
         IoBackendChoice::Auto => match ThreadBackend::uring_threads(threads) {
             Ok(b) => {
                 tracing::info!(backend = "uring", "storage I/O backend selected");
-                Ok(Arc::new(b))
+                b
             }
             Err(e) => {
                 tracing::warn!(error = %e, backend = "std", "io_uring unavailable; falling back to std file I/O");
-                Ok(Arc::new(ThreadBackend::std_threads(threads)?))
+                ThreadBackend::std_threads(threads)?
             }
         },
-    }
+    };
+    Ok(Arc::new(backend.with_direct_io(direct)))
 }
 
 /// Resolves when a queued write or sync has finished.
@@ -242,6 +263,15 @@ impl Completion {
     /// tests; async code awaits instead.
     pub fn wait(self) -> io::Result<()> {
         pollster::block_on(self)
+    }
+}
+
+/// A copy of `e` for one more waiter (`io::Error` is not `Clone`): the OS
+/// error code survives, since callers act on it (`ENOSPC` rolls back).
+pub(crate) fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 

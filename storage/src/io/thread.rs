@@ -17,12 +17,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
+use super::direct::{BufferPool, DirectFile, RecentBudget, Stager};
 use super::{file_closed, BackendKind, Completion, IoBackend, IoStats, LogFile, Reply};
 
 /// Most requests one drain takes before it runs them: bounds the latency
@@ -46,6 +47,23 @@ pub(crate) enum Op {
     },
 }
 
+/// What a lane's channel carries: plain ops for the executor, and the
+/// requests of direct-I/O files, which the lane stages into plain ops (see
+/// `direct`).
+pub(crate) enum Request {
+    Plain(Op),
+    DirectWrite {
+        file: Arc<DirectFile>,
+        pos: u64,
+        data: Bytes,
+        reply: Reply,
+    },
+    Trim {
+        file: Arc<DirectFile>,
+        reply: Reply,
+    },
+}
+
 /// Runs one drain of requests. Implementations must reply to every op, reply
 /// to writes in order, and issue at most one fdatasync per distinct file for
 /// the syncs of a drain, after all its writes have completed.
@@ -59,6 +77,7 @@ pub(crate) trait Executor: Send + 'static {
 pub(crate) struct IoCounters {
     data_syncs: AtomicU64,
     dir_syncs: AtomicU64,
+    direct_files: AtomicU64,
 }
 
 impl IoCounters {
@@ -66,6 +85,7 @@ impl IoCounters {
         IoStats {
             data_syncs: self.data_syncs.load(Ordering::Relaxed),
             dir_syncs: self.dir_syncs.load(Ordering::Relaxed),
+            direct_files: self.direct_files.load(Ordering::Relaxed),
         }
     }
 }
@@ -95,11 +115,20 @@ pub const IO_THREADS_MAX: usize = 64;
 pub struct ThreadBackend {
     kind: BackendKind,
     /// One request channel per lane; emptied on drop so the threads end.
-    lanes: Vec<Sender<Op>>,
+    lanes: Vec<Sender<Request>>,
     threads: Vec<JoinHandle<()>>,
     counters: Arc<IoCounters>,
     /// The lane of each directory seen so far, and the next lane to deal.
     dealt: Mutex<(HashMap<PathBuf, usize>, usize)>,
+    /// Open files with `O_DIRECT` for writes (see `direct`).
+    direct: bool,
+    /// Set once a file system refused `O_DIRECT` (logged once).
+    direct_refused: AtomicBool,
+    /// Direct files open now, by path: a second handle on a file must share
+    /// its shadow (logical length, last block), or it would see the padding.
+    direct_open: Mutex<HashMap<PathBuf, Weak<DirectFile>>>,
+    /// Memory the direct files' recent windows hold together.
+    recent_budget: Arc<RecentBudget>,
 }
 
 impl ThreadBackend {
@@ -151,7 +180,8 @@ impl ThreadBackend {
         let mut lanes = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for (lane, exec) in executors.into_iter().enumerate() {
-            let (tx, rx): (Sender<Op>, Receiver<Op>) = crossbeam_channel::bounded(QUEUE_DEPTH);
+            let (tx, rx): (Sender<Request>, Receiver<Request>) =
+                crossbeam_channel::bounded(QUEUE_DEPTH);
             let name = if threads == 1 {
                 format!("rill-io-{}", kind.as_str())
             } else {
@@ -166,12 +196,72 @@ impl ThreadBackend {
             threads: handles,
             counters,
             dealt: Mutex::new((HashMap::new(), 0)),
+            direct: false,
+            direct_refused: AtomicBool::new(false),
+            direct_open: Mutex::new(HashMap::new()),
+            recent_budget: Arc::default(),
         })
+    }
+
+    /// Writes segment files with `O_DIRECT` (see `direct`'s module docs);
+    /// a file system that refuses it gets ordinary writes, with a warning.
+    pub fn with_direct_io(mut self, direct: bool) -> Self {
+        self.direct = direct;
+        self
+    }
+
+    /// The direct side of `file` (just opened at `path`): the one already
+    /// open for the same inode, or a new one; `None` where the file system
+    /// refuses `O_DIRECT`.
+    fn direct_file(&self, path: &Path, file: &Arc<File>) -> io::Result<Option<Arc<DirectFile>>> {
+        use std::os::unix::fs::MetadataExt;
+        let ino = file.metadata()?.ino();
+        let mut open = self
+            .direct_open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = open.get(path).and_then(Weak::upgrade) {
+            if existing.buffered.metadata()?.ino() == ino {
+                return Ok(Some(existing));
+            }
+        }
+        let Some(fd) = self.open_direct(path)? else {
+            return Ok(None);
+        };
+        let direct = Arc::new(DirectFile::new(
+            fd,
+            Arc::clone(file),
+            Arc::clone(&self.recent_budget),
+        )?);
+        open.retain(|_, w| w.strong_count() > 0);
+        open.insert(path.to_path_buf(), Arc::downgrade(&direct));
+        self.counters.direct_files.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(direct))
+    }
+
+    /// Opens `path` with `O_DIRECT` for writing, or `None` (logged once)
+    /// where the file system refuses it.
+    fn open_direct(&self, path: &Path) -> io::Result<Option<File>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                if !self.direct_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(path = %path.display(), error = %e, "file system refuses O_DIRECT; writing its segments through the page cache");
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The request channel of the lane that serves files of `path`'s
     /// directory.
-    fn sender(&self, path: &Path) -> io::Result<Sender<Op>> {
+    fn sender(&self, path: &Path) -> io::Result<Sender<Request>> {
         let dir = path.parent().unwrap_or(path).to_path_buf();
         let lane = {
             let mut dealt = self.dealt.lock().unwrap_or_else(PoisonError::into_inner);
@@ -197,21 +287,22 @@ impl ThreadBackend {
 fn run_lane(
     name: String,
     mut exec: impl Executor,
-    rx: Receiver<Op>,
+    rx: Receiver<Request>,
     counters: Arc<IoCounters>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(name).spawn(move || {
         THREAD_COUNTERS.with(|c| *c.borrow_mut() = Some(counters));
+        let pool = Arc::new(BufferPool::default());
         while let Ok(first) = rx.recv() {
-            let mut ops = Vec::with_capacity(16);
-            ops.push(first);
-            while ops.len() < DRAIN_OPS_MAX {
+            let mut stager = Stager::new(&mut exec, &pool);
+            stager.push(first);
+            for _ in 1..DRAIN_OPS_MAX {
                 match rx.try_recv() {
-                    Ok(op) => ops.push(op),
+                    Ok(request) => stager.push(request),
                     Err(_) => break,
                 }
             }
-            exec.run(ops);
+            stager.run();
         }
     })
 }
@@ -237,8 +328,14 @@ impl IoBackend for ThreadBackend {
             .create(true)
             .truncate(false)
             .open(path)?;
+        let file = Arc::new(file);
+        let direct = match self.direct {
+            true => self.direct_file(path, &file)?,
+            false => None,
+        };
         Ok(Arc::new(ThreadFile {
-            file: Arc::new(file),
+            file,
+            direct,
             path: path.to_path_buf(),
             tx: self.sender(path)?,
             closed: AtomicBool::new(false),
@@ -263,16 +360,22 @@ impl IoBackend for ThreadBackend {
 #[derive(Debug)]
 struct ThreadFile {
     file: Arc<File>,
+    /// Set when writes go through `O_DIRECT`; then it owns the length.
+    direct: Option<Arc<DirectFile>>,
     path: PathBuf,
-    tx: Sender<Op>,
+    tx: Sender<Request>,
     closed: AtomicBool,
 }
 
 impl ThreadFile {
-    fn submit(&self, make: impl FnOnce(Reply) -> Op) -> Completion {
+    fn submit(&self, make: impl FnOnce(Reply) -> Request) -> Completion {
         if self.closed.load(Ordering::Acquire) {
             return Completion::ready(Err(file_closed(&self.path)));
         }
+        self.send(make)
+    }
+
+    fn send(&self, make: impl FnOnce(Reply) -> Request) -> Completion {
         let (reply, completion) = Completion::channel();
         if self.tx.send(make(reply)).is_err() {
             return Completion::ready(Err(super::io_thread_gone()));
@@ -287,37 +390,84 @@ impl LogFile for ThreadFile {
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        match &self.direct {
+            Some(direct) => Ok(direct.len()),
+            None => Ok(self.file.metadata()?.len()),
+        }
     }
 
     fn write_at(&self, pos: u64, data: Bytes) -> Completion {
-        let file = self.file.clone();
-        self.submit(|reply| Op::Write {
-            file,
-            pos,
-            data,
-            reply,
-        })
+        match &self.direct {
+            Some(direct) => {
+                let file = Arc::clone(direct);
+                self.submit(|reply| Request::DirectWrite {
+                    file,
+                    pos,
+                    data,
+                    reply,
+                })
+            }
+            None => {
+                let file = self.file.clone();
+                self.submit(|reply| {
+                    Request::Plain(Op::Write {
+                        file,
+                        pos,
+                        data,
+                        reply,
+                    })
+                })
+            }
+        }
     }
 
     fn sync_data(&self) -> Completion {
         let file = self.file.clone();
-        self.submit(|reply| Op::Sync { file, reply })
+        self.submit(|reply| Request::Plain(Op::Sync { file, reply }))
     }
 
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, pos)
+        match &self.direct {
+            Some(direct) => direct.read_at(pos, buf),
+            None => self.file.read_exact_at(buf, pos),
+        }
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(file_closed(&self.path));
         }
-        self.file.set_len(len)
+        match &self.direct {
+            Some(direct) => direct.set_len(len),
+            None => self.file.set_len(len),
+        }
+    }
+
+    fn trim(&self) -> Completion {
+        match &self.direct {
+            Some(direct) => {
+                let file = Arc::clone(direct);
+                self.send(|reply| Request::Trim { file, reply })
+            }
+            None => Completion::ready(Ok(())),
+        }
     }
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for ThreadFile {
+    fn drop(&mut self) {
+        // Whoever opens the file next reads its length from disk: cut the
+        // padding of direct writes, after the writes still queued. Blocks
+        // only while this file's lane finishes what was already queued.
+        if self.direct.as_ref().is_some_and(|d| d.padded()) {
+            if let Err(e) = self.trim().wait() {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not cut the padding of direct writes; recovery will");
+            }
+        }
     }
 }
 
@@ -335,14 +485,13 @@ pub(crate) fn group_syncs(syncs: Vec<(Arc<File>, Reply)>) -> Vec<(Arc<File>, Vec
 }
 
 /// Sends the outcome of one fdatasync to every sync request it covered (and
-/// counts that sync); `io::Error` is not `Clone`, so errors are rebuilt from
-/// their kind and message.
+/// counts that sync); `io::Error` is not `Clone`, so each gets a copy.
 pub(crate) fn reply_all(replies: Vec<Reply>, result: &io::Result<()>) {
     count_data_sync();
     for reply in replies {
         let r = match result {
             Ok(()) => Ok(()),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            Err(e) => Err(super::copy_error(e)),
         };
         let _ = reply.send(r);
     }

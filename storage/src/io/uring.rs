@@ -213,9 +213,9 @@ impl UringExecutor {
             match w.state {
                 WriteState::InFlight => {
                     self.orphans.push((w.file.clone(), Some(w.data.clone())));
-                    w.state = WriteState::Done(Err(rebuild(err)));
+                    w.state = WriteState::Done(Err(super::copy_error(err)));
                 }
-                WriteState::Queued => w.state = WriteState::Done(Err(rebuild(err))),
+                WriteState::Queued => w.state = WriteState::Done(Err(super::copy_error(err))),
                 WriteState::Done(_) | WriteState::Replied => {}
             }
         }
@@ -233,7 +233,7 @@ impl UringExecutor {
                     if let Some((file, replies)) = group.take() {
                         self.orphans.push((file, None));
                         for reply in replies {
-                            let _ = reply.send(Err(rebuild(&err)));
+                            let _ = reply.send(Err(super::copy_error(&err)));
                         }
                     }
                 }
@@ -426,10 +426,6 @@ fn overlaps_unfinished(writes: &[PendingWrite], next_reply: usize, idx: usize) -
                 && e.pos < end
                 && w.pos < e.pos.saturating_add(e.data.len() as u64)
         })
-}
-
-fn rebuild(e: &io::Error) -> io::Error {
-    io::Error::new(e.kind(), e.to_string())
 }
 
 #[cfg(test)]

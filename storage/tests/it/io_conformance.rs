@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rill_storage::io::{
-    open_backend, open_backend_with_threads, BackendKind, Completion, CrashBackend, IoBackend,
-    IoBackendChoice,
+    open_backend, open_backend_with, open_backend_with_threads, BackendKind, Completion,
+    CrashBackend, IoBackend, IoBackendChoice,
 };
 use tempfile::TempDir;
 
@@ -34,6 +34,19 @@ fn make_backend(name: &str) -> Option<Backend> {
             open_backend_with_threads(IoBackendChoice::Std, LANES).expect("std backend, lanes"),
         ),
         "uring_lanes" => match open_backend_with_threads(IoBackendChoice::Uring, LANES) {
+            Ok(b) => Some(b),
+            Err(e) if std::env::var_os("RILL_REQUIRE_URING").is_some() => {
+                panic!("io_uring required but unavailable: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipped uring: {e}");
+                None
+            }
+        },
+        "std_direct" => {
+            Some(open_backend_with(IoBackendChoice::Std, LANES, true).expect("std backend, direct"))
+        }
+        "uring_direct" => match open_backend_with(IoBackendChoice::Uring, LANES, true) {
             Ok(b) => Some(b),
             Err(e) if std::env::var_os("RILL_REQUIRE_URING").is_some() => {
                 panic!("io_uring required but unavailable: {e}")
@@ -67,11 +80,12 @@ where
         return;
     };
     let expected_kind = match name {
-        "std" | "std_lanes" => BackendKind::Std,
-        "uring" | "uring_lanes" => BackendKind::Uring,
+        "std" | "std_lanes" | "std_direct" => BackendKind::Std,
+        "uring" | "uring_lanes" | "uring_direct" => BackendKind::Uring,
         _ => BackendKind::Crash,
     };
     assert_eq!(backend.kind(), expected_kind);
+    let direct = name.ends_with("_direct");
     // Under target/, on the build's disk: fdatasync there costs what it
     // costs in production, which is what group commit is about.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
@@ -80,7 +94,15 @@ where
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(check(backend, dir));
+    rt.block_on(check(Arc::clone(&backend), dir));
+    // The direct variants must really have written with O_DIRECT (the
+    // temp dir is on the build's disk, which takes it), not fallen back.
+    assert_eq!(
+        backend.stats().direct_files > 0,
+        direct,
+        "files opened with O_DIRECT: {}",
+        backend.stats().direct_files
+    );
 }
 
 async fn done(c: Completion) -> std::io::Result<()> {
@@ -121,6 +143,14 @@ macro_rules! conformance {
                 #[test]
                 fn uring_lanes() {
                     super::run("uring_lanes", super::$check);
+                }
+                #[test]
+                fn std_direct() {
+                    super::run("std_direct", super::$check);
+                }
+                #[test]
+                fn uring_direct() {
+                    super::run("uring_direct", super::$check);
                 }
             }
         )*

@@ -7,19 +7,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use rill_protocol::batch::header::OFFSET_BATCH_LENGTH;
 use rill_protocol::batch::{BatchBuilder, BatchHeader, BatchView, Compression, HEADER_LEN};
-use rill_storage::io::{open_backend, IoBackend, IoBackendChoice};
+use rill_storage::io::{open_backend, open_backend_with, IoBackend, IoBackendChoice};
 use rill_storage::{FsyncPolicy, LogConfig, PartitionLog};
 use tempfile::TempDir;
 
 /// Every real backend the log must work on: std always, io_uring where the
-/// kernel allows it (else "skipped uring: ..." on stderr).
+/// kernel allows it (else "skipped uring: ..." on stderr), each also with
+/// direct I/O (`O_DIRECT` segment writes).
 pub fn backends() -> Vec<(&'static str, Arc<dyn IoBackend>)> {
-    let mut out: Vec<(&'static str, Arc<dyn IoBackend>)> = vec![(
-        "std",
-        open_backend(IoBackendChoice::Std).expect("std backend"),
-    )];
+    let mut out: Vec<(&'static str, Arc<dyn IoBackend>)> = vec![
+        (
+            "std",
+            open_backend(IoBackendChoice::Std).expect("std backend"),
+        ),
+        (
+            "std_direct",
+            open_backend_with(IoBackendChoice::Std, 1, true).expect("std backend, direct"),
+        ),
+    ];
     match open_backend(IoBackendChoice::Uring) {
         Ok(b) => out.push(("uring", b)),
+        Err(e) => eprintln!("skipped uring: {e}"),
+    }
+    match open_backend_with(IoBackendChoice::Uring, 1, true) {
+        Ok(b) => out.push(("uring_direct", b)),
         Err(e) => eprintln!("skipped uring: {e}"),
     }
     out

@@ -5,6 +5,7 @@ mod io_conformance;
 mod io_crash;
 mod io_fallback;
 mod log_append;
+mod log_direct;
 mod log_durability;
 mod log_full_disk;
 mod log_read_crc;

@@ -87,6 +87,8 @@ pub struct Settings {
     pub scenario: Scenario,
     /// `embedded` or the address given.
     pub broker: String,
+    /// The embedded broker writes with `O_DIRECT`.
+    pub io_direct: bool,
     pub topic: Option<String>,
     pub producers: usize,
     pub consumers: usize,
@@ -175,9 +177,16 @@ impl Settings {
         if a.key_count == 0 {
             return usage("--key-count must be at least 1".to_owned());
         }
+        if a.io_direct && broker.is_some() {
+            return usage(
+                "--io-direct sets up the embedded broker; start the running broker with `rill-broker --io-direct` instead"
+                    .to_owned(),
+            );
+        }
         Ok(Settings {
             scenario,
             broker: broker.map_or_else(|| EMBEDDED.to_owned(), str::to_owned),
+            io_direct: a.io_direct,
             topic: a.topic.clone(),
             producers: a.producers,
             consumers: a.consumers,
@@ -223,7 +232,7 @@ struct Embedded {
 }
 
 impl Embedded {
-    async fn start() -> Result<Embedded, CliError> {
+    async fn start(io_direct: bool) -> Result<Embedded, CliError> {
         let dir = tempfile::Builder::new()
             .prefix("rill-bench-")
             .tempdir()
@@ -234,6 +243,7 @@ impl Embedded {
             metrics_addr: loopback_any_port,
             data_dir: dir.path().to_path_buf(),
             group_heartbeat_interval_ms: EMBEDDED_GROUP_HEARTBEAT_INTERVAL_MS,
+            io_direct,
             ..BrokerConfig::default()
         };
         let handle = Broker::start(config)
@@ -248,7 +258,7 @@ impl Embedded {
 pub async fn run(broker: Option<String>, args: BenchArgs) -> Result<(), CliError> {
     let settings = Settings::resolve(broker.as_deref(), &args)?;
     let embedded = match &broker {
-        None => Some(Embedded::start().await?),
+        None => Some(Embedded::start(settings.io_direct).await?),
         Some(_) => None,
     };
     let addr = match (&embedded, &broker) {

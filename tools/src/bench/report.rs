@@ -221,7 +221,11 @@ impl Report {
             out,
             "settings: scenario={} broker={} topic={} producers={} consumers={} partitions={} message-size={} batch-size={} linger-ms={} compression={} acks={} {} rate={} keys={}{} warmup={}s",
             scenario_name(s.scenario),
-            s.broker,
+            if s.io_direct {
+                format!("{} (io-direct)", s.broker)
+            } else {
+                s.broker.clone()
+            },
             self.topic,
             s.producers,
             s.consumers,

@@ -87,6 +87,29 @@ fn produce_consume_in_embedded_mode_verifies_every_record() {
 }
 
 #[test]
+fn io_direct_embedded_broker_serves_a_verified_produce_consume_run() {
+    let out = rill(
+        &[
+            "bench",
+            "produce-consume",
+            "--io-direct",
+            "--messages",
+            "20000",
+            "--message-size",
+            "700",
+            "--json",
+        ],
+        None,
+    );
+    let report = json(&out);
+    let v = &report["verification"];
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["records_consumed"], 20000);
+    assert_eq!(v["checksum_expected"], v["checksum_consumed"]);
+    assert_eq!(report["settings"]["io_direct"], true);
+}
+
+#[test]
 fn consume_scenario_against_a_running_broker_reads_existing_data() {
     let broker = TestBroker::start();
     ok(&broker.rill(&["topic", "create", "existing", "--partitions", "2"]));

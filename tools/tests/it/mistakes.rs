@@ -87,6 +87,13 @@ fn bad_flags_and_values_are_usage_errors() {
     let out = rill(&["bench", "--message-size", "8", "--quiet"], None);
     let err = one_error_line(&out, 2);
     assert!(err.contains("--message-size"), "{err}");
+    // --io-direct configures the embedded broker, not a running one.
+    let out = rill(
+        &["--broker", "127.0.0.1:9", "bench", "--io-direct", "--quiet"],
+        None,
+    );
+    let err = one_error_line(&out, 2);
+    assert!(err.contains("rill-broker --io-direct"), "{err}");
 }
 
 #[test]
