@@ -719,11 +719,13 @@ impl PartitionLog {
         let old = inner.active_mut();
         old.seal_time_index();
         let old_base = old.base_offset;
-        // Sealed: direct I/O's padding can go once its writes land (and
-        // its recent-write window with it). Not awaited: the cut is
-        // ordered after those writes on the I/O thread, and a crash
-        // before it leaves padding that recovery cuts.
-        drop(old.log.trim());
+        // Sealed: direct I/O's padding and reserved room can go once its
+        // writes land (and its recent-write window with it). Not awaited,
+        // and not synced (an fsync whose failure nobody reads must not
+        // run): the cut is ordered after those writes on the I/O thread, a
+        // crash before it is durable leaves zeros that recovery cuts, and
+        // `close` syncs it before the clean-shutdown marker.
+        drop(old.log.trim(false));
         let segment = Segment::create(&self.dir, base, self.backend.as_ref())?;
         inner.segments.push(segment);
         inner.dir_dirty = true;
@@ -1126,7 +1128,7 @@ impl PartitionLog {
             .map(|s| Arc::clone(&s.log))
             .collect();
         for file in files {
-            file.trim()
+            file.trim(true)
                 .await
                 .map_err(|e| StorageError::io(file.path(), e))?;
         }

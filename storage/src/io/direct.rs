@@ -14,20 +14,27 @@
 //! its last, partial block. An append is staged into an aligned buffer that
 //! starts with that partial block, carries the new bytes and is padded with
 //! zeros to the next block; consecutive appends of one drain are coalesced
-//! into one buffer and one write. So the file on disk may be up to one
-//! block longer than its logical length. [`LogFile::len`](super::LogFile::len)
-//! reports the logical length, reads stop there, and `trim` (run by the
-//! log's clean close and when a file is dropped) cuts the padding off. After
-//! a crash, recovery cuts it like any torn tail: zeros never parse as a
-//! batch.
+//! into one buffer and one write. The file is also grown with `fallocate`
+//! ahead of its data, so the file on disk is longer than its logical length.
+//! [`LogFile::len`](super::LogFile::len) reports the logical length, reads
+//! stop there, and `trim` (run when a segment is sealed, by the log's clean
+//! close, and when a file is dropped) cuts the rest off. After a crash,
+//! recovery cuts it like any torn tail: zeros never parse as a batch.
 //!
 //! Writes that are not appends (the log never issues them, but the
 //! [`LogFile`](super::LogFile) contract allows them) wait for every earlier
 //! write of the drain and go through the ordinary, buffered descriptor; the
 //! kernel keeps the page cache and direct writes coherent.
 //!
-//! Reads always use the ordinary descriptor: a consumer reading the tail
-//! reads what the device holds, through the page cache.
+//! Reads are copied from the file's *recent window* (its newest written
+//! buffers, kept after their write) when it holds them, so a consumer
+//! tailing the log reads memory; older bytes come through the ordinary
+//! descriptor, from the device (a direct write leaves nothing in the page
+//! cache).
+//!
+//! Nothing slow runs under a file's shadow lock (readers take it): the lane
+//! holds it to stage an append, never across an `ftruncate`, `fallocate`
+//! or `fdatasync`.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -45,26 +52,32 @@ use super::{Completion, Reply};
 /// the page size and a multiple of every logical block size in use.
 pub const DIRECT_ALIGN: usize = 4096;
 
-/// Most bytes one coalesced write carries; a longer run of appends goes out
-/// as several writes (which the executors order, as they overlap in the
-/// shared partial block).
-const RUN_BYTES_MAX: usize = 8 << 20;
+/// Most bytes one coalesced write carries (a single larger append goes
+/// alone); a longer run of appends goes out as several writes, which the
+/// executors order, as they overlap in the shared partial block.
+const RUN_BYTES_MAX: usize = 2 << 20;
 
 /// Staging buffers a lane keeps for reuse: fresh memory costs as much as
 /// the page-cache copy this module avoids.
 const POOL_BUFFERS_MAX: usize = 64;
 
-/// Staging buffers are at least this large, so most runs fit a pooled one.
-const POOL_BUFFER_MIN: usize = 256 << 10;
+/// Staging buffers are at least this large, so small runs share sizes.
+const POOL_BUFFER_MIN: usize = 64 << 10;
+
+/// Larger buffers (one oversized batch) are freed, not pooled.
+const POOL_BUFFER_KEEP_MAX: usize = RUN_BYTES_MAX + 2 * DIRECT_ALIGN;
 
 /// Bytes of staging buffers each file keeps after they were written (its
 /// "recent window"): reads of the newest data, a tailing consumer's, are
 /// copied from memory instead of going to the device. Counted by buffer
-/// capacity, so this bounds the memory exactly.
+/// capacity.
 pub const RECENT_BYTES_MAX: usize = 32 << 20;
 
-/// Bytes of recent windows all files of one backend keep together: with
-/// many active partitions each keeps less (at least its newest buffer).
+/// Bytes of recent windows all files of one backend keep together: a file
+/// that appends while the total is above this keeps only its newest buffer.
+/// So the memory is bounded by this plus one buffer per file that took
+/// appends since it was opened (at most one run, 2 MiB, or one larger
+/// batch, each), until such files are sealed or closed.
 pub const RECENT_BYTES_TOTAL_MAX: usize = 256 << 20;
 
 /// What the recent windows of one backend's files hold together.
@@ -108,8 +121,11 @@ struct Shadow {
     len: u64,
     /// Bytes `[align_down(len), len)`: the head of the next append's buffer.
     tail: Vec<u8>,
-    /// Size on disk: at least `len`; more after padding and growth.
+    /// Size on disk as far as staging knows: at least `len`; more after
+    /// padding and growth.
     size: u64,
+    /// A trim cut the file and no durable trim has synced it since.
+    cut_unsynced: bool,
     /// The newest staged buffers, oldest first, by file position.
     recent: VecDeque<Recent>,
     /// Capacity of the buffers in `recent`.
@@ -199,6 +215,7 @@ impl DirectFile {
                 len,
                 tail,
                 size: len,
+                cut_unsynced: false,
                 recent: VecDeque::new(),
                 recent_bytes: 0,
             }),
@@ -212,11 +229,6 @@ impl DirectFile {
 
     pub(crate) fn len(&self) -> u64 {
         self.shadow().len
-    }
-
-    pub(crate) fn padded(&self) -> bool {
-        let shadow = self.shadow();
-        shadow.size > shadow.len
     }
 
     /// Reads within the logical length only (the padding is not data);
@@ -262,19 +274,31 @@ impl DirectFile {
         Ok(())
     }
 
-    /// Cuts the padding off (the caller has run every earlier write) and
-    /// makes the cut durable, so a clean restart finds the logical length.
-    /// Also drops the recent window: trim runs when the file takes no more
-    /// appends (a sealed segment, a closing log).
-    fn trim(&self) -> io::Result<()> {
-        let mut shadow = self.shadow();
-        shadow.forget_recent(&self.budget);
-        if shadow.size <= shadow.len {
-            return Ok(());
+    /// Cuts what lies past the logical length off (the caller has run
+    /// every earlier write); with `durable`, also makes every cut so far
+    /// durable, so a clean restart finds the logical length. Also drops the
+    /// recent window: trim runs when the file takes no more appends (a
+    /// sealed segment, a closing log, a dropped handle).
+    fn trim(&self, durable: bool) -> io::Result<()> {
+        let len = {
+            let mut shadow = self.shadow();
+            shadow.forget_recent(&self.budget);
+            shadow.len
+        };
+        // The size on disk, not the shadow's: a failed `fallocate` may have
+        // grown the file part of the way.
+        if self.buffered.metadata()?.len() > len {
+            self.buffered.set_len(len)?;
+            let mut shadow = self.shadow();
+            shadow.cut_unsynced = true;
+            if shadow.len == len {
+                shadow.size = len;
+            }
         }
-        self.buffered.set_len(shadow.len)?;
-        self.buffered.sync_data()?;
-        shadow.size = shadow.len;
+        if durable && self.shadow().cut_unsynced {
+            self.buffered.sync_data()?;
+            self.shadow().cut_unsynced = false;
+        }
         Ok(())
     }
 }
@@ -302,7 +326,14 @@ impl BufferPool {
         let need = padded + DIRECT_ALIGN;
         let mut vec = {
             let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-            match free.iter().position(|v| v.capacity() >= need) {
+            // Best fit, so a small run does not hold a large buffer.
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= need)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            match best {
                 Some(i) => free.swap_remove(i),
                 None => Vec::with_capacity(need.max(POOL_BUFFER_MIN)),
             }
@@ -326,6 +357,9 @@ impl BufferPool {
     }
 
     fn give_back(&self, vec: Vec<u8>) {
+        if vec.capacity() > POOL_BUFFER_KEEP_MAX {
+            return;
+        }
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         if free.len() < POOL_BUFFERS_MAX {
             free.push(vec);
@@ -394,9 +428,13 @@ impl<'a, E: Executor> Stager<'a, E> {
                 data,
                 reply,
             } => self.direct_write(file, pos, data, reply),
-            Request::Trim { file, reply } => {
+            Request::Trim {
+                file,
+                durable,
+                reply,
+            } => {
                 self.run();
-                let result = file.trim();
+                let result = file.trim(durable);
                 if let Err(e) = &result {
                     // The caller may not wait for it (a roll does not).
                     tracing::warn!(error = %e, "cutting the padding of direct writes failed; recovery will");
@@ -469,23 +507,13 @@ impl<'a, E: Executor> Stager<'a, E> {
             parts.extend(run.pieces.iter().map(|p| p.as_ref()));
             let (data, capacity) = self.pool.fill(&parts);
             let staged: usize = parts.iter().map(|p| p.len()).sum();
-            {
-                let mut shadow = run.file.shadow();
-                shadow.remember(
-                    Recent {
-                        start: run.start,
-                        end: run.start + staged as u64,
-                        data: data.clone(),
-                        capacity,
-                    },
-                    &run.file.budget,
-                );
-                grow(
-                    &run.file.buffered,
-                    &mut shadow,
-                    run.start + data.len() as u64,
-                );
-            }
+            grow(&run.file, run.start + data.len() as u64);
+            let recent = Recent {
+                start: run.start,
+                end: run.start + staged as u64,
+                data: data.clone(),
+                capacity,
+            };
             let (reply, completion) = Completion::channel();
             self.ops.push(Op::Write {
                 file: Arc::clone(&run.file.fd),
@@ -493,14 +521,24 @@ impl<'a, E: Executor> Stager<'a, E> {
                 data,
                 reply,
             });
-            fanout.push((completion, run.replies));
+            fanout.push((completion, run.file, recent, run.replies));
         }
-        if !self.ops.is_empty() {
-            self.exec.run(std::mem::take(&mut self.ops));
+        // Writes first and answered before any fsync of the drain, as the
+        // executors do on their own: an acks=leader append must not wait
+        // for another partition's fsync.
+        let (syncs, writes): (Vec<Op>, Vec<Op>) = std::mem::take(&mut self.ops)
+            .into_iter()
+            .partition(|op| matches!(op, Op::Sync { .. }));
+        if !writes.is_empty() {
+            self.exec.run(writes);
         }
-        for (completion, replies) in fanout {
+        for (completion, file, recent, replies) in fanout {
             // The executor has replied to every op it ran, so this is ready.
             let result = completion.wait();
+            if result.is_ok() {
+                // Only bytes that reached the file may be served from memory.
+                file.shadow().remember(recent, &file.budget);
+            }
             for reply in replies {
                 let r = match &result {
                     Ok(()) => Ok(()),
@@ -508,6 +546,9 @@ impl<'a, E: Executor> Stager<'a, E> {
                 };
                 let _ = reply.send(r);
             }
+        }
+        if !syncs.is_empty() {
+            self.exec.run(syncs);
         }
     }
 }
@@ -517,28 +558,36 @@ impl<'a, E: Executor> Stager<'a, E> {
 /// appends overwrite allocated space within the file's size instead of
 /// extending it one write at a time (each extending direct write is a
 /// journal transaction of its own, and waits on the journal's commits).
-fn grow(file: &File, shadow: &mut Shadow, end: u64) {
+/// Runs outside the shadow lock: only this file's lane grows it.
+fn grow(file: &DirectFile, end: u64) {
     use std::os::fd::AsRawFd;
-    if end <= shadow.size {
+    let size = file.shadow().size;
+    if end <= size {
         return;
     }
     let target = end + DIRECT_GROW_BYTES;
-    let (Ok(offset), Ok(len)) = (
-        libc::off_t::try_from(shadow.size),
-        libc::off_t::try_from(target - shadow.size),
-    ) else {
-        shadow.size = end;
-        return;
+    let grown = match (
+        libc::off_t::try_from(size),
+        libc::off_t::try_from(target - size),
+    ) {
+        (Ok(offset), Ok(len)) => {
+            // SAFETY: a plain syscall on an fd `file.buffered` keeps open;
+            // no memory is passed.
+            let rc = unsafe { libc::fallocate(file.buffered.as_raw_fd(), 0, offset, len) };
+            rc == 0
+        }
+        _ => false,
     };
-    // SAFETY: plain syscall on an fd `file` keeps open; no memory passed.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) };
-    if rc == 0 {
-        shadow.size = target;
+    let new_size = if grown {
+        target
     } else {
-        // No room reserved (full disk, a file system without it): the
-        // write extends the file itself and reports its own error.
-        shadow.size = end;
-    }
+        // No room reserved (full disk, a file system without it): the write
+        // extends the file itself and reports its own error. A failed
+        // `fallocate` may still have grown the file part of the way.
+        file.buffered.metadata().map_or(end, |m| m.len()).max(end)
+    };
+    let mut shadow = file.shadow();
+    shadow.size = shadow.size.max(new_size);
 }
 
 /// How far ahead of its appends a direct file is grown: a few `fallocate`s

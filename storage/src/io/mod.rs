@@ -155,9 +155,11 @@ pub trait LogFile: Send + Sync + fmt::Debug {
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Once every write queued before it has landed, makes the file's size
-    /// on disk its `len()` again, durably: direct I/O pads the last block
-    /// (see `direct`). Others have nothing to do, which the default says.
-    fn trim(&self) -> Completion {
+    /// on disk its `len()` again (direct I/O pads the last block and grows
+    /// the file ahead, see `direct`); with `durable`, every such cut so far
+    /// is synced too. Others have nothing to do, which the default says.
+    fn trim(&self, durable: bool) -> Completion {
+        let _ = durable;
         Completion::ready(Ok(()))
     }
     /// Refuses every later write, sync and length change of this file (they

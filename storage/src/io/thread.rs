@@ -24,6 +24,8 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::direct::{BufferPool, DirectFile, RecentBudget, Stager};
+
+type DirectRegistry = HashMap<(u64, u64), (Weak<DirectFile>, Sender<Request>)>;
 use super::{file_closed, BackendKind, Completion, IoBackend, IoStats, LogFile, Reply};
 
 /// Most requests one drain takes before it runs them: bounds the latency
@@ -60,6 +62,7 @@ pub(crate) enum Request {
     },
     Trim {
         file: Arc<DirectFile>,
+        durable: bool,
         reply: Reply,
     },
 }
@@ -124,9 +127,11 @@ pub struct ThreadBackend {
     direct: bool,
     /// Set once a file system refused `O_DIRECT` (logged once).
     direct_refused: AtomicBool,
-    /// Direct files open now, by path: a second handle on a file must share
-    /// its shadow (logical length, last block), or it would see the padding.
-    direct_open: Mutex<HashMap<PathBuf, Weak<DirectFile>>>,
+    /// Direct files open now, by (device, inode), with the lane serving
+    /// them: a second handle on a file, under any path, must share its
+    /// shadow (logical length, last block) and its lane, or it would see
+    /// the padding, or write the shared last block from two threads.
+    direct_open: Mutex<DirectRegistry>,
     /// Memory the direct files' recent windows hold together.
     recent_budget: Arc<RecentBudget>,
 }
@@ -210,19 +215,27 @@ impl ThreadBackend {
         self
     }
 
-    /// The direct side of `file` (just opened at `path`): the one already
-    /// open for the same inode, or a new one; `None` where the file system
-    /// refuses `O_DIRECT`.
-    fn direct_file(&self, path: &Path, file: &Arc<File>) -> io::Result<Option<Arc<DirectFile>>> {
+    /// The direct side of `file` (just opened at `path`, to be served by
+    /// `tx`'s lane) and the lane to use: the ones already open for the same
+    /// inode, or new ones; `None` where the file system refuses `O_DIRECT`.
+    fn direct_file(
+        &self,
+        path: &Path,
+        file: &Arc<File>,
+        tx: &Sender<Request>,
+    ) -> io::Result<Option<(Arc<DirectFile>, Sender<Request>)>> {
         use std::os::unix::fs::MetadataExt;
-        let ino = file.metadata()?.ino();
+        let meta = file.metadata()?;
+        // An open inode cannot be freed, so its number is not reused while
+        // the entry's file is alive.
+        let key = (meta.dev(), meta.ino());
         let mut open = self
             .direct_open
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = open.get(path).and_then(Weak::upgrade) {
-            if existing.buffered.metadata()?.ino() == ino {
-                return Ok(Some(existing));
+        if let Some((weak, lane)) = open.get(&key) {
+            if let Some(existing) = weak.upgrade() {
+                return Ok(Some((existing, lane.clone())));
             }
         }
         let Some(fd) = self.open_direct(path)? else {
@@ -233,10 +246,10 @@ impl ThreadBackend {
             Arc::clone(file),
             Arc::clone(&self.recent_budget),
         )?);
-        open.retain(|_, w| w.strong_count() > 0);
-        open.insert(path.to_path_buf(), Arc::downgrade(&direct));
+        open.retain(|_, (w, _)| w.strong_count() > 0);
+        open.insert(key, (Arc::downgrade(&direct), tx.clone()));
         self.counters.direct_files.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(direct))
+        Ok(Some((direct, tx.clone())))
     }
 
     /// Opens `path` with `O_DIRECT` for writing, or `None` (logged once)
@@ -329,15 +342,19 @@ impl IoBackend for ThreadBackend {
             .truncate(false)
             .open(path)?;
         let file = Arc::new(file);
-        let direct = match self.direct {
-            true => self.direct_file(path, &file)?,
-            false => None,
-        };
+        let mut tx = self.sender(path)?;
+        let mut direct = None;
+        if self.direct {
+            if let Some((d, lane)) = self.direct_file(path, &file, &tx)? {
+                direct = Some(d);
+                tx = lane;
+            }
+        }
         Ok(Arc::new(ThreadFile {
             file,
             direct,
             path: path.to_path_buf(),
-            tx: self.sender(path)?,
+            tx,
             closed: AtomicBool::new(false),
         }))
     }
@@ -443,11 +460,15 @@ impl LogFile for ThreadFile {
         }
     }
 
-    fn trim(&self) -> Completion {
+    fn trim(&self, durable: bool) -> Completion {
         match &self.direct {
             Some(direct) => {
                 let file = Arc::clone(direct);
-                self.send(|reply| Request::Trim { file, reply })
+                self.send(|reply| Request::Trim {
+                    file,
+                    durable,
+                    reply,
+                })
             }
             None => Completion::ready(Ok(())),
         }
@@ -460,12 +481,18 @@ impl LogFile for ThreadFile {
 
 impl Drop for ThreadFile {
     fn drop(&mut self) {
-        // Whoever opens the file next reads its length from disk: cut the
-        // padding of direct writes, after the writes still queued. Blocks
-        // only while this file's lane finishes what was already queued.
-        if self.direct.as_ref().is_some_and(|d| d.padded()) {
-            if let Err(e) = self.trim().wait() {
-                tracing::warn!(path = %self.path.display(), error = %e, "could not cut the padding of direct writes; recovery will");
+        // Whoever opens the file next (another backend, the next process)
+        // reads its length from disk: cut what lies past the data, after
+        // the writes still queued, and wait for it so the file is settled
+        // when the drop returns. Files already unlinked (retention, a
+        // rollback, a deleted topic: the drops that happen under the log's
+        // lock) are skipped, so the wait is only ever for a live file's own
+        // lane.
+        use std::os::unix::fs::MetadataExt;
+        let live = self.file.metadata().is_ok_and(|m| m.nlink() > 0);
+        if self.direct.is_some() && live {
+            if let Err(e) = self.trim(false).wait() {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not cut the room past a direct-I/O file's data; recovery will");
             }
         }
     }

@@ -47,7 +47,7 @@ fn write_and_crash(
     rng: &mut StdRng,
 ) -> (TempDir, Vec<Stored>) {
     let dir = tempdir();
-    let log = PartitionLog::open(dir.path(), small_config(SEGMENT_BYTES), backend).unwrap();
+    let log = PartitionLog::open(dir.path(), small_config(SEGMENT_BYTES), backend.clone()).unwrap();
     let mut stored = Vec::new();
     let mut segment = 0;
     for i in 0..n {
