@@ -32,9 +32,10 @@
 //! descriptor, from the device (a direct write leaves nothing in the page
 //! cache).
 //!
-//! Nothing slow runs under a file's shadow lock (readers take it): the lane
-//! holds it to stage an append, never across an `ftruncate`, `fallocate`
-//! or `fdatasync`.
+//! The lane holds a file's shadow lock (which readers take) only to stage
+//! an append, never across an `fallocate`, `ftruncate` or `fdatasync`; the
+//! rare length changes (`set_len`: rollback, truncation) and non-append
+//! writes hold it across their own syscall.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -75,9 +76,10 @@ pub const RECENT_BYTES_MAX: usize = 32 << 20;
 
 /// Bytes of recent windows all files of one backend keep together: a file
 /// that appends while the total is above this keeps only its newest buffer.
-/// So the memory is bounded by this plus one buffer per file that took
+/// So the windows are bounded by this plus one buffer per file that took
 /// appends since it was opened (at most one run, 2 MiB, or one larger
-/// batch, each), until such files are sealed or closed.
+/// batch, each), until such files are sealed or closed; each lane's pool
+/// adds at most 64 buffers (`POOL_BUFFERS_MAX`) of at most 2 MiB.
 pub const RECENT_BYTES_TOTAL_MAX: usize = 256 << 20;
 
 /// What the recent windows of one backend's files hold together.
@@ -271,6 +273,8 @@ impl DirectFile {
         shadow.tail = read_tail(&self.buffered, len)?;
         shadow.len = len;
         shadow.size = len;
+        // The next durable trim (a clean close) syncs this length too.
+        shadow.cut_unsynced = true;
         Ok(())
     }
 
@@ -326,11 +330,13 @@ impl BufferPool {
         let need = padded + DIRECT_ALIGN;
         let mut vec = {
             let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-            // Best fit, so a small run does not hold a large buffer.
+            // Best fit, and not far too large: a small run must not hold a
+            // large buffer in its file's recent window.
+            let too_large = need.saturating_mul(4).max(POOL_BUFFER_MIN);
             let best = free
                 .iter()
                 .enumerate()
-                .filter(|(_, v)| v.capacity() >= need)
+                .filter(|(_, v)| v.capacity() >= need && v.capacity() <= too_large)
                 .min_by_key(|(_, v)| v.capacity())
                 .map(|(i, _)| i);
             match best {
@@ -399,12 +405,15 @@ struct Run {
     replies: Vec<Reply>,
 }
 
-/// Lane-side state of a drain: ops for the executor, runs being gathered,
-/// and the replies to send once the executor has run.
+/// Lane-side state of a drain: writes for the executor, runs being
+/// gathered, and the drain's syncs, which run once at its end (after every
+/// write of the drain, one fdatasync per file), however often a trim or a
+/// non-append write makes the writes run early.
 pub(crate) struct Stager<'a, E: Executor> {
     exec: &'a mut E,
     pool: &'a Arc<BufferPool>,
     ops: Vec<Op>,
+    syncs: Vec<Op>,
     runs: Vec<Run>,
 }
 
@@ -414,13 +423,24 @@ impl<'a, E: Executor> Stager<'a, E> {
             exec,
             pool,
             ops: Vec::new(),
+            syncs: Vec::new(),
             runs: Vec::new(),
+        }
+    }
+
+    /// Runs what the drain left: its writes, then its syncs.
+    pub(crate) fn finish(mut self) {
+        self.run_writes();
+        let syncs = std::mem::take(&mut self.syncs);
+        if !syncs.is_empty() {
+            self.exec.run(syncs);
         }
     }
 
     /// Takes one request of the drain, in drain order.
     pub(crate) fn push(&mut self, request: Request) {
         match request {
+            Request::Plain(op @ Op::Sync { .. }) => self.syncs.push(op),
             Request::Plain(op) => self.ops.push(op),
             Request::DirectWrite {
                 file,
@@ -433,12 +453,14 @@ impl<'a, E: Executor> Stager<'a, E> {
                 durable,
                 reply,
             } => {
-                self.run();
+                self.run_writes();
                 let result = file.trim(durable);
                 if let Err(e) = &result {
                     // The caller may not wait for it (a roll does not).
                     tracing::warn!(error = %e, "cutting the padding of direct writes failed; recovery will");
                 }
+                // Let go of the file before answering (see `run_writes`).
+                drop(file);
                 let _ = reply.send(result);
             }
         }
@@ -451,8 +473,10 @@ impl<'a, E: Executor> Stager<'a, E> {
             // Not an append: the bytes around it are whatever the earlier
             // writes leave, so run them first and write through the page
             // cache.
-            self.run();
-            let _ = reply.send(unaligned_write(&file, pos, &data));
+            self.run_writes();
+            let result = unaligned_write(&file, pos, &data);
+            drop(file);
+            let _ = reply.send(result);
             return;
         }
         let open = self
@@ -497,9 +521,9 @@ impl<'a, E: Executor> Stager<'a, E> {
         }
     }
 
-    /// Hands everything staged so far to the executor and replies to the
-    /// runs' appends.
-    pub(crate) fn run(&mut self) {
+    /// Hands the writes staged so far to the executor and replies to the
+    /// runs' appends (the drain's syncs wait for `finish`).
+    fn run_writes(&mut self) {
         let mut fanout = Vec::with_capacity(self.runs.len());
         for run in self.runs.drain(..) {
             let mut parts: Vec<&[u8]> = Vec::with_capacity(run.pieces.len() + 1);
@@ -523,12 +547,10 @@ impl<'a, E: Executor> Stager<'a, E> {
             });
             fanout.push((completion, run.file, recent, run.replies));
         }
-        // Writes first and answered before any fsync of the drain, as the
-        // executors do on their own: an acks=leader append must not wait
-        // for another partition's fsync.
-        let (syncs, writes): (Vec<Op>, Vec<Op>) = std::mem::take(&mut self.ops)
-            .into_iter()
-            .partition(|op| matches!(op, Op::Sync { .. }));
+        // Answered before any fsync of the drain, as the executors do on
+        // their own: an acks=leader append must not wait for another
+        // partition's fsync.
+        let writes = std::mem::take(&mut self.ops);
         if !writes.is_empty() {
             self.exec.run(writes);
         }
@@ -539,6 +561,10 @@ impl<'a, E: Executor> Stager<'a, E> {
                 // Only bytes that reached the file may be served from memory.
                 file.shadow().remember(recent, &file.budget);
             }
+            // Let go of the file before answering: once its caller has its
+            // answer and drops its handles, the shadow must be gone, or a
+            // reopen would share it instead of reading the file from disk.
+            drop(file);
             for reply in replies {
                 let r = match &result {
                     Ok(()) => Ok(()),
@@ -546,9 +572,6 @@ impl<'a, E: Executor> Stager<'a, E> {
                 };
                 let _ = reply.send(r);
             }
-        }
-        if !syncs.is_empty() {
-            self.exec.run(syncs);
         }
     }
 }

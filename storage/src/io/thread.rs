@@ -315,7 +315,7 @@ fn run_lane(
                     Err(_) => break,
                 }
             }
-            stager.run();
+            stager.finish();
         }
     })
 }
@@ -486,11 +486,17 @@ impl Drop for ThreadFile {
         // the writes still queued, and wait for it so the file is settled
         // when the drop returns. Files already unlinked (retention, a
         // rollback, a deleted topic: the drops that happen under the log's
-        // lock) are skipped, so the wait is only ever for a live file's own
-        // lane.
+        // lock) are skipped, and so are files with nothing past their data,
+        // so the wait is for a live file with room, dropped unclosed.
         use std::os::unix::fs::MetadataExt;
-        let live = self.file.metadata().is_ok_and(|m| m.nlink() > 0);
-        if self.direct.is_some() && live {
+        let Some(direct) = &self.direct else { return };
+        // Nothing past the data (an empty or already trimmed file, most
+        // drops): nothing to wait for.
+        let must_cut = self
+            .file
+            .metadata()
+            .is_ok_and(|m| m.nlink() > 0 && m.len() > direct.len());
+        if must_cut {
             if let Err(e) = self.trim(false).wait() {
                 tracing::warn!(path = %self.path.display(), error = %e, "could not cut the room past a direct-I/O file's data; recovery will");
             }
