@@ -257,6 +257,7 @@ impl ThreadBackend {
     fn open_direct(&self, path: &Path) -> io::Result<Option<File>> {
         use std::os::unix::fs::OpenOptionsExt;
         match OpenOptions::new()
+            .read(true)
             .write(true)
             .custom_flags(libc::O_DIRECT)
             .open(path)
