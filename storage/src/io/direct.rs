@@ -323,7 +323,9 @@ impl DirectFile {
         match result {
             // A file system that takes O_DIRECT writes but not this read
             // (alignment it wants larger): the page cache still serves it.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.buffered.read_exact_at(buf, pos),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.buffered.read_exact_at(buf, pos)
+            }
             other => other,
         }
     }
