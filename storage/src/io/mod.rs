@@ -183,20 +183,12 @@ pub fn file_closed(path: &Path) -> io::Error {
 /// setup (old kernel, seccomp in a container, locked-memory limit) falls back
 /// to std with a warning that says why.
 pub fn open_backend(choice: IoBackendChoice) -> io::Result<Arc<dyn IoBackend>> {
-    open_backend_with_threads(choice, 1)
+    open_backend_with(choice, 1, false)
 }
 
-/// As [`open_backend`], with `threads` I/O threads (1..=[`IO_THREADS_MAX`]);
-/// each partition's files are served by one of them.
-pub fn open_backend_with_threads(
-    choice: IoBackendChoice,
-    threads: usize,
-) -> io::Result<Arc<dyn IoBackend>> {
-    open_backend_with(choice, threads, false)
-}
-
-/// As [`open_backend_with_threads`]; with `direct`, segment files are
-/// written with `O_DIRECT` (see `direct`).
+/// As [`open_backend`], with `threads` I/O threads (1..=[`IO_THREADS_MAX`];
+/// each partition's files are served by one of them) and, with `direct`,
+/// segment files written with `O_DIRECT` (see `direct`).
 pub fn open_backend_with(
     choice: IoBackendChoice,
     threads: usize,

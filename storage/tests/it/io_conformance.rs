@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rill_storage::io::{
-    open_backend, open_backend_with, open_backend_with_threads, BackendKind, Completion,
-    CrashBackend, IoBackend, IoBackendChoice,
+    open_backend_with, BackendKind, Completion, CrashBackend, IoBackend, IoBackendChoice,
 };
 use tempfile::TempDir;
 
@@ -27,47 +26,38 @@ const LANES: usize = 3;
 /// Longest any single check may wait on a completion: a hang is a failure.
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The backend a variant names: kind, lanes and direct I/O from the name
+/// (`std`, `uring`, each alone, `_lanes` or `_direct`), or the crash
+/// simulator. `None` (with a line on stderr) where io_uring is refused.
 fn make_backend(name: &str) -> Option<Backend> {
-    match name {
-        "std" => Some(open_backend(IoBackendChoice::Std).expect("std backend")),
-        "std_lanes" => Some(
-            open_backend_with_threads(IoBackendChoice::Std, LANES).expect("std backend, lanes"),
-        ),
-        "uring_lanes" => match open_backend_with_threads(IoBackendChoice::Uring, LANES) {
-            Ok(b) => Some(b),
-            Err(e) if std::env::var_os("RILL_REQUIRE_URING").is_some() => {
-                panic!("io_uring required but unavailable: {e}")
-            }
-            Err(e) => {
-                eprintln!("skipped uring: {e}");
-                None
-            }
-        },
-        "std_direct" => {
-            Some(open_backend_with(IoBackendChoice::Std, LANES, true).expect("std backend, direct"))
-        }
-        "uring_direct" => match open_backend_with(IoBackendChoice::Uring, LANES, true) {
-            Ok(b) => Some(b),
-            Err(e) if std::env::var_os("RILL_REQUIRE_URING").is_some() => {
-                panic!("io_uring required but unavailable: {e}")
-            }
-            Err(e) => {
-                eprintln!("skipped uring: {e}");
-                None
-            }
-        },
-        "uring" => match open_backend(IoBackendChoice::Uring) {
-            Ok(b) => Some(b),
-            Err(e) if std::env::var_os("RILL_REQUIRE_URING").is_some() => {
-                panic!("io_uring required but unavailable: {e}")
-            }
-            Err(e) => {
-                eprintln!("skipped uring: {e}");
-                None
-            }
-        },
-        "crash" => Some(Arc::new(CrashBackend::new(None).expect("crash backend"))),
+    if name == "crash" {
+        return Some(Arc::new(CrashBackend::new(None).expect("crash backend")));
+    }
+    let (choice, variant) = match name.split_once('_') {
+        Some((kind, variant)) => (kind, variant),
+        None => (name, ""),
+    };
+    let choice = match choice {
+        "std" => IoBackendChoice::Std,
+        "uring" => IoBackendChoice::Uring,
         other => panic!("unknown backend {other}"),
+    };
+    let (threads, direct) = match variant {
+        "" => (1, false),
+        "lanes" => (LANES, false),
+        "direct" => (LANES, true),
+        other => panic!("unknown variant {other}"),
+    };
+    match open_backend_with(choice, threads, direct) {
+        Ok(b) => Some(b),
+        Err(e) if choice == IoBackendChoice::Std => panic!("std backend: {e}"),
+        Err(e) if std::env::var_os("RILL_REQUIRE_URING").is_some() => {
+            panic!("io_uring required but unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped uring: {e}");
+            None
+        }
     }
 }
 
@@ -520,7 +510,7 @@ async fn files_of_many_directories_all_land(b: Backend, dir: TempDir) {
 #[test]
 fn io_thread_count_out_of_range_is_refused() {
     for threads in [0, rill_storage::io::IO_THREADS_MAX + 1] {
-        let err = open_backend_with_threads(IoBackendChoice::Std, threads)
+        let err = open_backend_with(IoBackendChoice::Std, threads, false)
             .expect_err("out-of-range thread count accepted");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     }

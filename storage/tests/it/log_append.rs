@@ -9,7 +9,8 @@ use rill_protocol::batch::Compression;
 use rill_storage::{Durability, LogConfig, PartitionLog, StorageError};
 
 use super::log_support::{
-    backends, batch, now_ms, read_all, runtime, same_batch, small_config, split_batches, tempdir,
+    backends, batch, now_ms, read_all, runtime, same_batch, segment_files, small_config,
+    split_batches, tempdir,
 };
 
 #[derive(Debug, Clone)]
@@ -137,12 +138,7 @@ fn log_roll_by_size() {
             "{name}: {} segments",
             log.segment_count()
         );
-        let mut logs: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
-        logs.sort();
+        let logs = segment_files(dir.path());
         assert_eq!(logs.len(), log.segment_count());
         assert_eq!(read_all(&log, 1 << 20).len(), 40);
         // Direct I/O reserves room past the active segment's end until the

@@ -11,7 +11,9 @@ use rill_protocol::batch::{BatchView, Compression};
 use rill_storage::io::{open_backend_with, IoBackend, IoBackendChoice, DIRECT_ALIGN};
 use rill_storage::{Durability, PartitionLog};
 
-use crate::log_support::{batch, now_ms, read_all, runtime, same_batch, small_config, tempdir};
+use crate::log_support::{
+    assert_holds_exactly, batch, now_ms, runtime, segment_files, small_config, tempdir,
+};
 
 /// Several rolls in a test's worth of batches.
 const SEGMENT_BYTES: u64 = 64 * 1024;
@@ -39,17 +41,6 @@ fn uneven_batch(i: u64) -> BytesMut {
         Compression::None,
         i,
     )
-}
-
-/// The `.log` files of `dir`, in offset order.
-fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut logs: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    logs
 }
 
 /// Whether the file holds valid batches end to end, nothing after them.
@@ -82,15 +73,6 @@ fn append_all(
         .collect()
 }
 
-fn assert_holds(log: &PartitionLog, sent: &[(u64, BytesMut)], what: &str) {
-    let stored = read_all(log, 16 * 1024);
-    assert_eq!(stored.len(), sent.len(), "{what}: batch count");
-    for ((h, bytes), (base, b)) in stored.iter().zip(sent) {
-        assert_eq!(h.base_offset, *base, "{what}: offsets");
-        assert!(same_batch(bytes, b, *base), "{what}: bytes at {base}");
-    }
-}
-
 #[test]
 fn clean_close_leaves_exact_segment_files_and_reopens_without_a_scan() {
     let rt = runtime();
@@ -121,7 +103,7 @@ fn clean_close_leaves_exact_segment_files_and_reopens_without_a_scan() {
                 && !tiles_exactly(active),
             "{name}: the active file carries reserved room"
         );
-        assert_holds(&log, &sent, name);
+        assert_holds_exactly(&log, &sent, name);
         rt.block_on(log.close()).unwrap();
         for f in segment_files(dir.path()) {
             assert!(
@@ -135,7 +117,7 @@ fn clean_close_leaves_exact_segment_files_and_reopens_without_a_scan() {
             again.stats().recovery.clean_shutdown,
             "{name}: clean reopen"
         );
-        assert_holds(&again, &sent, name);
+        assert_holds_exactly(&again, &sent, name);
         // Appends continue at the exact end, not after the cut room.
         let end = again.log_end_offset();
         let next = uneven_batch(BATCHES);
@@ -173,7 +155,7 @@ fn crash_leaves_reserved_room_that_recovery_cuts_keeping_every_synced_batch() {
         let recovery = again.stats().recovery;
         assert!(!recovery.clean_shutdown, "{name}: recovery ran");
         assert!(recovery.bytes_truncated > 0, "{name}: the room was cut");
-        assert_holds(&again, &sent, name);
+        assert_holds_exactly(&again, &sent, name);
         assert!(
             tiles_exactly(&active),
             "{name}: the active file is exact again"

@@ -14,7 +14,7 @@ use rill_protocol::batch::{BatchHeader, Compression};
 use rill_storage::io::IoBackend;
 use rill_storage::{Durability, PartitionLog, StorageError};
 
-use crate::log_support::{backends, batch, now_ms, read_all, runtime, same_batch, small_config};
+use crate::log_support::{assert_holds_exactly, backends, batch, now_ms, runtime, small_config};
 
 /// Small enough to fill in well under a second of appends.
 const FS_BYTES_SMALL: &str = "256k";
@@ -93,16 +93,6 @@ fn mount_or_skip(size: &str) -> Option<Tmpfs> {
 
 fn is_enospc(e: &StorageError) -> bool {
     matches!(e, StorageError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
-}
-
-/// Whether the log holds exactly `acked` (base offset, bytes sent), in order.
-fn assert_holds_exactly(log: &PartitionLog, acked: &[(u64, BytesMut)], what: &str) {
-    let stored = read_all(log, 32 * 1024);
-    assert_eq!(stored.len(), acked.len(), "{what}: batch count");
-    for ((h, bytes), (base, sent)) in stored.iter().zip(acked) {
-        assert_eq!(h.base_offset, *base, "{what}: offsets");
-        assert!(same_batch(bytes, sent, *base), "{what}: bytes at {base}");
-    }
 }
 
 /// Appends one batch after another until the disk refuses one.

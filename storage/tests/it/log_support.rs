@@ -140,3 +140,25 @@ pub fn same_batch(stored: &[u8], sent: &[u8], base: u64) -> bool {
         && stored[BASE_END..] == sent[BASE_END..]
         && stored[..BASE_END] == base.to_le_bytes()
 }
+
+/// Whether the log holds exactly `acked` (base offset, bytes sent), in
+/// order, read back through `read`.
+pub fn assert_holds_exactly(log: &PartitionLog, acked: &[(u64, BytesMut)], what: &str) {
+    let stored = read_all(log, 32 * 1024);
+    assert_eq!(stored.len(), acked.len(), "{what}: batch count");
+    for ((h, bytes), (base, sent)) in stored.iter().zip(acked) {
+        assert_eq!(h.base_offset, *base, "{what}: offsets");
+        assert!(same_batch(bytes, sent, *base), "{what}: bytes at {base}");
+    }
+}
+
+/// The segment (`.log`) files of `dir`, in offset order.
+pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .expect("read the log directory")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
