@@ -29,6 +29,26 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// Sends SIGTERM and waits for the broker to exit.
+fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    wait_exit(child)
+}
+
+/// How many times the broker behind `metrics` recovered `topic`'s logs at
+/// start-up (`rill_log_recoveries_total`, from a real scrape).
+async fn recoveries(metrics: SocketAddr, topic: &str) -> f64 {
+    let text = scrape(metrics).await;
+    sample(
+        &text,
+        &format!("rill_log_recoveries_total{{topic=\"{topic}\"}}"),
+    )
+}
+
 async fn create_and_produce(addr: SocketAddr, topic: &str) -> Vec<u8> {
     let mut c = Client::connect(addr).await;
     assert_eq!(c.create_topic(topic, 1, &[]).await.error, ErrorCode::None);
@@ -45,12 +65,7 @@ async fn sigterm_exits_zero_with_markers_and_the_restart_skips_recovery() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut broker = spawn(dir.path());
     let stored = create_and_produce(broker.addr, "graceful").await;
-    let status = Command::new("kill")
-        .args(["-TERM", &broker.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-    let exit = wait_exit(&mut broker.child);
+    let exit = sigterm_and_wait(&mut broker.child);
     assert!(exit.success(), "exit status {exit:?}");
     assert!(dir
         .path()
@@ -59,11 +74,7 @@ async fn sigterm_exits_zero_with_markers_and_the_restart_skips_recovery() {
         .exists());
 
     let again = spawn(dir.path());
-    let text = scrape(again.metrics).await;
-    assert_eq!(
-        sample(&text, "rill_log_recoveries_total{topic=\"graceful\"}"),
-        0.0
-    );
+    assert_eq!(recoveries(again.metrics, "graceful").await, 0.0);
     let mut c = Client::connect(again.addr).await;
     assert_eq!(
         &c.fetch("graceful", 0, 0, 0, 0).await.records[..],
@@ -87,11 +98,7 @@ async fn kill_9_leaves_no_marker_and_the_restart_recovers_acked_data() {
         .exists());
 
     let again = spawn(dir.path());
-    let text = scrape(again.metrics).await;
-    assert_eq!(
-        sample(&text, "rill_log_recoveries_total{topic=\"crashy\"}"),
-        1.0
-    );
+    assert_eq!(recoveries(again.metrics, "crashy").await, 1.0);
     let mut c = Client::connect(again.addr).await;
     let f = c.fetch("crashy", 0, 0, 0, 0).await;
     assert_eq!(
@@ -134,11 +141,7 @@ async fn direct_io_keeps_acked_data_through_kill_9_and_leaves_exact_files_on_sig
     broker.child.wait().expect("reap");
 
     let mut broker = BrokerProcess::spawn(dir.path(), &["--io-direct"]);
-    let text = scrape(broker.metrics).await;
-    assert_eq!(
-        sample(&text, "rill_log_recoveries_total{topic=\"direct\"}"),
-        1.0
-    );
+    assert_eq!(recoveries(broker.metrics, "direct").await, 1.0);
     let mut c = Client::connect(broker.addr).await;
     let f = c.fetch("direct", 0, 0, 0, 0).await;
     assert_eq!(
@@ -150,12 +153,7 @@ async fn direct_io_keeps_acked_data_through_kill_9_and_leaves_exact_files_on_sig
     let r = c.produce("direct", 0, Acks::Leader, sent.clone()).await;
     assert_eq!(r.error, ErrorCode::None);
     stored.extend(stamped(&sent, r.base_offset));
-    let status = Command::new("kill")
-        .args(["-TERM", &broker.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-    assert!(wait_exit(&mut broker.child).success());
+    assert!(sigterm_and_wait(&mut broker.child).success());
     assert_eq!(
         std::fs::metadata(&segment).expect("segment file").len(),
         stored.len() as u64,
@@ -163,11 +161,7 @@ async fn direct_io_keeps_acked_data_through_kill_9_and_leaves_exact_files_on_sig
     );
 
     let again = BrokerProcess::spawn(dir.path(), &["--io-direct"]);
-    let text = scrape(again.metrics).await;
-    assert_eq!(
-        sample(&text, "rill_log_recoveries_total{topic=\"direct\"}"),
-        0.0
-    );
+    assert_eq!(recoveries(again.metrics, "direct").await, 0.0);
     let mut c = Client::connect(again.addr).await;
     assert_eq!(
         &c.fetch("direct", 0, 0, 0, 0).await.records[..],
