@@ -122,8 +122,7 @@ pub(crate) struct DirectFile {
 
 impl Drop for DirectFile {
     fn drop(&mut self) {
-        let budget = Arc::clone(&self.budget);
-        self.shadow().forget_recent(&budget);
+        self.shadow().forget_recent(&self.budget);
     }
 }
 
@@ -595,7 +594,7 @@ impl<'a, E: Executor> Stager<'a, E> {
             parts.push(&run.head);
             parts.extend(run.pieces.iter().map(|p| p.as_ref()));
             let (data, capacity) = self.pool.fill(&parts);
-            let staged: usize = parts.iter().map(|p| p.len()).sum();
+            let staged = run.head.len() + run.bytes;
             grow(&run.file, run.start + data.len() as u64);
             let recent = Recent {
                 start: run.start,
