@@ -80,6 +80,14 @@ pub const GROUP_SESSION_TIMEOUT_MS_MIN: u32 = crate::coordinator::group::SESSION
 pub const GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT: u32 =
     crate::coordinator::group::HEARTBEAT_INTERVAL_MS_DEFAULT;
 
+/// Kafka's `producer.id.expiration.ms` default: 1 day.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: u64 =
+    rill_storage::config::PRODUCER_ID_EXPIRATION_MS_DEFAULT;
+/// Producer ids a partition remembers before evicting (see
+/// `rill_storage::producer_state`).
+pub const PRODUCER_IDS_PER_PARTITION_MAX_DEFAULT: usize =
+    rill_storage::config::PRODUCER_IDS_MAX_DEFAULT;
+
 /// Semaphore permits are counted in `u32` per acquisition.
 const INFLIGHT_BYTES_LIMIT: u64 = u32::MAX as u64;
 
@@ -222,6 +230,14 @@ pub struct BrokerConfig {
     /// How often consumer group members are told to heartbeat; below the session timeout.
     #[arg(long, env = "RILL_GROUP_HEARTBEAT_INTERVAL_MS", default_value_t = GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT)]
     pub group_heartbeat_interval_ms: u32,
+
+    /// A partition forgets an idempotent producer id this long after its last batch (Kafka's `producer.id.expiration.ms`).
+    #[arg(long, env = "RILL_PRODUCER_ID_EXPIRATION_MS", default_value_t = PRODUCER_ID_EXPIRATION_MS_DEFAULT)]
+    pub producer_id_expiration_ms: u64,
+
+    /// Most idempotent producer ids one partition remembers; a new one beyond this evicts the least recently used.
+    #[arg(long, env = "RILL_PRODUCER_IDS_PER_PARTITION_MAX", default_value_t = PRODUCER_IDS_PER_PARTITION_MAX_DEFAULT)]
+    pub producer_ids_per_partition_max: usize,
 }
 
 /// Why a configuration could not be loaded.
@@ -284,6 +300,8 @@ impl Default for BrokerConfig {
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             group_session_timeout_ms: GROUP_SESSION_TIMEOUT_MS_DEFAULT,
             group_heartbeat_interval_ms: GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+            producer_ids_per_partition_max: PRODUCER_IDS_PER_PARTITION_MAX_DEFAULT,
         }
     }
 }
@@ -387,6 +405,12 @@ impl BrokerConfig {
         if self.retention_check_interval_ms == 0 {
             return invalid("retention_check_interval_ms must be at least 1".into());
         }
+        if self.producer_id_expiration_ms == 0 {
+            return invalid("producer_id_expiration_ms must be at least 1".into());
+        }
+        if self.producer_ids_per_partition_max == 0 {
+            return invalid("producer_ids_per_partition_max must be at least 1".into());
+        }
         if self.num_partitions == 0 || self.num_partitions > PARTITIONS_MAX {
             return invalid(format!(
                 "num_partitions {} must be in 1..={PARTITIONS_MAX}",
@@ -439,6 +463,8 @@ impl BrokerConfig {
             fsync: self.fsync,
             max_message_bytes: self.max_message_bytes,
             index_interval_bytes: self.index_interval_bytes,
+            producer_id_expiration_ms: self.producer_id_expiration_ms,
+            producer_ids_max: self.producer_ids_per_partition_max,
         })
     }
 }

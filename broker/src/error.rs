@@ -3,7 +3,7 @@
 
 use rill_protocol::wire::ErrorCode;
 use rill_protocol::BatchError;
-use rill_storage::StorageError;
+use rill_storage::{ProducerError, StorageError};
 
 use crate::config::ConfigError;
 use crate::topics::TopicError;
@@ -36,6 +36,8 @@ pub enum BrokerError {
     Topics(#[from] TopicError),
     #[error("cannot open the consumer offsets store: {0}")]
     Offsets(#[from] crate::coordinator::OffsetStoreError),
+    #[error("cannot open the producer id allocator: {0}")]
+    ProducerIds(#[from] crate::producer_ids::ProducerIdError),
     #[error("a start-up task failed: {0}")]
     Task(String),
 }
@@ -58,7 +60,20 @@ pub fn storage_error_code(e: &StorageError) -> ErrorCode {
         | StorageError::ReadOnly { .. }
         | StorageError::Closed => ErrorCode::StorageError,
         StorageError::Config(_) => ErrorCode::InvalidConfig,
+        StorageError::Producer(p) => producer_error_code(p),
         _ => ErrorCode::UnknownServerError,
+    }
+}
+
+/// The wire code for an idempotent batch the producer checks refused
+/// (Kafka's numbers).
+pub fn producer_error_code(e: &ProducerError) -> ErrorCode {
+    match e {
+        ProducerError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+        ProducerError::DuplicateSequence { .. } => ErrorCode::DuplicateSequenceNumber,
+        ProducerError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        ProducerError::UnknownProducerId { .. } => ErrorCode::UnknownProducerId,
+        _ => ErrorCode::InvalidRequest,
     }
 }
 

@@ -24,6 +24,9 @@
 //!   server-side assignment) and the durable committed offsets
 //!   (`data_dir/__consumer_offsets`); `handlers::groups` routes the eight
 //!   group APIs to it.
+//! - [`producer_ids`]: idempotent producer ids, handed out in blocks
+//!   persisted under `data_dir/__meta` so none repeats across restarts;
+//!   `handlers::init_producer_id` serves them.
 //! - [`error`]: start-up errors and the one mapping from storage errors to
 //!   wire error codes.
 
@@ -33,6 +36,7 @@ pub mod coordinator;
 pub mod error;
 mod handlers;
 pub mod metrics;
+pub mod producer_ids;
 pub mod server;
 pub mod topics;
 

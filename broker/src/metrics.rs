@@ -49,6 +49,16 @@ pub const READ_ONLY: &str = "rill_read_only";
 /// A consumer group's lag on one partition: log end offset minus its
 /// committed offset (committed partitions only).
 pub const GROUP_LAG: &str = "rill_group_lag";
+/// Idempotent batches a producer sent again (a retry after a lost answer)
+/// that were already in the log: answered with the original offsets, not
+/// written twice.
+pub const PRODUCE_DUPLICATE_BATCHES_TOTAL: &str = "rill_produce_duplicate_batches_total";
+/// Idempotent producer ids the partitions remember, whole broker.
+pub const PRODUCER_IDS: &str = "rill_producer_ids";
+/// Producer ids a partition evicted at `producer_ids_per_partition_max`.
+pub const PRODUCER_ID_EVICTIONS_TOTAL: &str = "rill_producer_id_evictions_total";
+/// Producer ids a partition forgot after `producer_id_expiration_ms` idle.
+pub const PRODUCER_ID_EXPIRATIONS_TOTAL: &str = "rill_producer_id_expirations_total";
 
 /// Every name above, for the test that pins them.
 pub const ALL: &[&str] = &[
@@ -73,6 +83,10 @@ pub const ALL: &[&str] = &[
     RECOVERY_SEGMENTS_DROPPED_TOTAL,
     STORAGE_CORRUPT_READS_TOTAL,
     READ_ONLY,
+    PRODUCE_DUPLICATE_BATCHES_TOTAL,
+    PRODUCER_IDS,
+    PRODUCER_ID_EVICTIONS_TOTAL,
+    PRODUCER_ID_EXPIRATIONS_TOTAL,
 ];
 
 /// Histogram buckets for request and fsync latencies: 50 µs .. 10 s.
@@ -176,6 +190,22 @@ fn describe() {
     describe_counter!(
         STORAGE_CORRUPT_READS_TOTAL,
         "Fetches answered CorruptMessage because a stored batch failed its CRC, by topic"
+    );
+    describe_counter!(
+        PRODUCE_DUPLICATE_BATCHES_TOTAL,
+        "Idempotent batches received again that were already in the log (answered with their original offsets, not written twice), by topic"
+    );
+    describe_gauge!(
+        PRODUCER_IDS,
+        "Idempotent producer ids remembered, summed over partitions (sampled every second)"
+    );
+    describe_counter!(
+        PRODUCER_ID_EVICTIONS_TOTAL,
+        "Producer ids evicted at producer_ids_per_partition_max (least recently used first)"
+    );
+    describe_counter!(
+        PRODUCER_ID_EXPIRATIONS_TOTAL,
+        "Producer ids forgotten after producer_id_expiration_ms without a batch"
     );
     describe_gauge!(
         GROUP_LAG,

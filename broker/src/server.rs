@@ -24,7 +24,8 @@ use crate::connection;
 use crate::coordinator::{GroupCoordinator, TopicView};
 use crate::error::BrokerError;
 use crate::metrics;
-use crate::topics::TopicRegistry;
+use crate::producer_ids::ProducerIdAllocator;
+use crate::topics::{TopicRegistry, META_DIR};
 
 /// How often every log's `tick` runs (interval fsync of idle logs, roll by
 /// age) and the log end offset gauges are refreshed.
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub broker_inflight: Arc<Semaphore>,
     /// The consumer group coordinator and its committed offsets.
     pub groups: Arc<GroupCoordinator>,
+    /// Hands out idempotent producer ids.
+    pub producer_ids: ProducerIdAllocator,
 }
 
 /// Namespace for [`Broker::start`].
@@ -115,7 +118,7 @@ impl Broker {
             .map_err(crate::ConfigError::Invalid)?;
         let default_partitions = config.num_partitions;
         let coordinator_config = config.coordinator_config();
-        let (registry, groups, backend) = tokio::task::spawn_blocking(move || {
+        let (registry, groups, backend, producer_ids) = tokio::task::spawn_blocking(move || {
             let read_only = !check_writable(&data_dir)?;
             let backend =
                 open_backend_with(choice, io_threads, io_direct).map_err(BrokerError::Backend)?;
@@ -142,7 +145,8 @@ impl Broker {
                 )
             };
             ::metrics::gauge!(metrics::READ_ONLY).set(if read_only { 1.0 } else { 0.0 });
-            Ok::<_, BrokerError>((registry, groups, kind))
+            let producer_ids = ProducerIdAllocator::open(&data_dir.join(META_DIR), read_only)?;
+            Ok::<_, BrokerError>((registry, groups, kind, producer_ids))
         })
         .await
         .map_err(|e| BrokerError::Task(e.to_string()))??;
@@ -158,6 +162,7 @@ impl Broker {
             shutdown: shutdown_rx.clone(),
             broker_inflight: Arc::new(Semaphore::new(broker_inflight_permits)),
             groups: Arc::new(groups),
+            producer_ids,
             config,
         });
 
@@ -336,6 +341,15 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Sums of the per-log counters the maintenance pass turns into metrics.
+#[derive(Debug, Default, Clone, Copy)]
+struct LogTotals {
+    syncs: u64,
+    producers: u64,
+    producer_evictions: u64,
+    producer_expirations: u64,
+}
+
 /// Periodic work on every log: `tick` each [`TICK_INTERVAL`], retention each
 /// `retention_check_interval_ms`; the group coordinator's tick each
 /// [`GROUP_TICK_INTERVAL`], with the group lag gauges on every log tick.
@@ -346,8 +360,9 @@ async fn maintain(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(TICK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retention = tokio::time::interval(retention_every);
-    // The logs count their own fdatasyncs; the counter gets the growth.
-    let mut syncs_seen = 0u64;
+    // The logs count their own fdatasyncs, evictions and expirations; the
+    // counters get the growth.
+    let mut seen = LogTotals::default();
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut group_tick = tokio::time::interval(GROUP_TICK_INTERVAL);
     group_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -366,7 +381,7 @@ async fn maintain(shared: Arc<Shared>) {
         let registry = shared.registry.clone();
         let pass = tokio::task::spawn_blocking(move || {
             let now = now_ms();
-            let mut syncs = 0u64;
+            let mut totals = LogTotals::default();
             for (topic, partition, log) in registry.all_logs() {
                 log.tick(now);
                 if enforce {
@@ -382,15 +397,31 @@ async fn maintain(shared: Arc<Shared>) {
                 // Precision loss above 2^53 is irrelevant for a gauge.
                 ::metrics::gauge!(metrics::LOG_END_OFFSET, "topic" => topic.to_string(), "partition" => partition.to_string())
                     .set(log.log_end_offset() as f64);
-                syncs += log.stats().syncs;
+                let stats = log.stats();
+                totals.syncs += stats.syncs;
+                totals.producers += stats.producers as u64;
+                totals.producer_evictions += stats.producer_evictions;
+                totals.producer_expirations += stats.producer_expirations;
             }
-            syncs
+            totals
         });
         match pass.await {
-            Ok(syncs) => {
+            Ok(totals) => {
                 ::metrics::counter!(metrics::FSYNC_TOTAL)
-                    .increment(syncs.saturating_sub(syncs_seen));
-                syncs_seen = syncs;
+                    .increment(totals.syncs.saturating_sub(seen.syncs));
+                ::metrics::counter!(metrics::PRODUCER_ID_EVICTIONS_TOTAL).increment(
+                    totals
+                        .producer_evictions
+                        .saturating_sub(seen.producer_evictions),
+                );
+                ::metrics::counter!(metrics::PRODUCER_ID_EXPIRATIONS_TOTAL).increment(
+                    totals
+                        .producer_expirations
+                        .saturating_sub(seen.producer_expirations),
+                );
+                // Precision loss above 2^53 is irrelevant for a gauge.
+                ::metrics::gauge!(metrics::PRODUCER_IDS).set(totals.producers as f64);
+                seen = totals;
             }
             Err(e) => tracing::error!(error = %e, "maintenance pass failed"),
         }

@@ -42,7 +42,7 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 pub const INTERNAL_TOPIC_PREFIX: &str = "__";
 /// Where metadata lives under `data_dir`. Topic names cannot collide with
 /// it: partition directories always carry a `-<n>` suffix.
-const META_DIR: &str = "__meta";
+pub(crate) const META_DIR: &str = "__meta";
 const META_TOPICS_DIR: &str = "topics";
 const META_EXT: &str = "toml";
 const META_TMP_EXT: &str = "toml.tmp";
@@ -64,6 +64,9 @@ pub struct TopicConfig {
     pub fsync: FsyncPolicy,
     pub max_message_bytes: u32,
     pub index_interval_bytes: u32,
+    /// Broker-wide (Kafka has no per-topic key for these either).
+    pub producer_id_expiration_ms: u64,
+    pub producer_ids_max: usize,
 }
 
 impl TopicConfig {
@@ -129,6 +132,8 @@ impl TopicConfig {
             retention_bytes: self.retention_bytes,
             fsync: self.fsync,
             max_batch_bytes: self.max_message_bytes,
+            producer_id_expiration_ms: self.producer_id_expiration_ms,
+            producer_ids_max: self.producer_ids_max,
         }
     }
 }

@@ -21,6 +21,8 @@
 //! [`ClientError::NoCommonVersion`] instead of failing later mid-stream.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -31,12 +33,13 @@ use rill_protocol::wire::{
     self, ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest,
     ConsumerGroupHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest,
     DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, ErrorCode, FetchRequest, FetchResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
-    Request, RequestHeader, ResetOffsetsRequest, ResetOffsetsResponse, Response, ResponseHeader,
-    SharedProduceRequest, FRAME_LENGTH_PREFIX_BYTES,
+    DescribeGroupsResponse, ErrorCode, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceRequest, ProduceResponse, Request, RequestHeader, ResetOffsetsRequest,
+    ResetOffsetsResponse, Response, ResponseHeader, SharedProduceRequest,
+    FRAME_LENGTH_PREFIX_BYTES,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -78,7 +81,11 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, u16, u16)] = &[
     (ApiKey::DescribeGroups, 0, 0),
     (ApiKey::DeleteGroups, 0, 0),
     (ApiKey::ResetOffsets, 0, 0),
+    (ApiKey::InitProducerId, 0, 0),
 ];
+
+/// The answer to a request already queued on a connection.
+pub type ResponseFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
 
 /// Settings of one connection.
 #[derive(Debug, Clone)]
@@ -160,7 +167,7 @@ pub struct Connection {
     config: ConnectionConfig,
     shared: Arc<Shared>,
     writer_tx: mpsc::UnboundedSender<Outgoing>,
-    inflight: Semaphore,
+    inflight: Arc<Semaphore>,
     next_correlation_id: AtomicU32,
     versions: HashMap<ApiKey, u16>,
     reader: JoinHandle<()>,
@@ -220,7 +227,7 @@ impl Connection {
             config,
             shared,
             writer_tx,
-            inflight: Semaphore::new(CONNECTION_INFLIGHT_REQUESTS_MAX),
+            inflight: Arc::new(Semaphore::new(CONNECTION_INFLIGHT_REQUESTS_MAX)),
             next_correlation_id: AtomicU32::new(0),
             versions: HashMap::new(),
             reader,
@@ -312,9 +319,25 @@ impl Connection {
         extra_wait: Duration,
         encode: impl FnOnce(u32) -> Result<Vec<Bytes>>,
     ) -> Result<Response> {
-        let _permit = self
-            .inflight
-            .acquire()
+        self.queue(api_key, api_version, extra_wait, encode)
+            .await?
+            .await
+    }
+
+    /// Queues the frame `encode` makes for the next correlation id and
+    /// returns the future of its response. The frame's place on the
+    /// connection is fixed when this returns: requests queued one after
+    /// another are written, and answered, in that order, whenever their
+    /// futures are polled.
+    async fn queue(
+        &self,
+        api_key: ApiKey,
+        api_version: u16,
+        extra_wait: Duration,
+        encode: impl FnOnce(u32) -> Result<Vec<Bytes>>,
+    ) -> Result<ResponseFuture<Response>> {
+        let permit = Arc::clone(&self.inflight)
+            .acquire_owned()
             .await
             .map_err(|_| ClientError::ConnectionClosed)?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
@@ -339,16 +362,21 @@ impl Connection {
                 .map_err(|_| ClientError::ConnectionClosed)?;
         }
         let timeout = self.config.request_timeout.saturating_add(extra_wait);
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ClientError::ConnectionClosed),
-            Err(_) => {
-                warn!(addr = %self.addr, ?api_key, correlation_id, ?timeout, "request timed out; closing connection");
-                let err = ClientError::Timeout { after: timeout };
-                self.shared.close(err.clone());
-                Err(err)
+        let shared = Arc::clone(&self.shared);
+        let addr = self.addr.clone();
+        Ok(Box::pin(async move {
+            let _permit = permit;
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(ClientError::ConnectionClosed),
+                Err(_) => {
+                    warn!(%addr, ?api_key, correlation_id, ?timeout, "request timed out; closing connection");
+                    let err = ClientError::Timeout { after: timeout };
+                    shared.close(err.clone());
+                    Err(err)
+                }
             }
-        }
+        }))
     }
 
     /// Sends a request the broker does not answer (a produce with
@@ -373,23 +401,58 @@ impl Connection {
     /// A Produce that expects a response (`acks` leader or all) over batches
     /// the caller keeps, written without copying them.
     pub async fn produce_shared(&self, request: &SharedProduceRequest) -> Result<ProduceResponse> {
+        self.queue_produce(request).await?.await
+    }
+
+    /// Queues a Produce as [`Self::produce_shared`] and returns the future
+    /// of its response without waiting for it: produces queued one after
+    /// another reach the broker, and are appended, in that order. This is
+    /// how a producer keeps several requests of one partition in flight
+    /// without reordering them.
+    pub async fn queue_produce(
+        &self,
+        request: &SharedProduceRequest,
+    ) -> Result<ResponseFuture<ProduceResponse>> {
         let api_version = self.negotiated(ApiKey::Produce)?;
         let response = self
-            .exchange(
+            .queue(
                 ApiKey::Produce,
                 api_version,
                 Duration::ZERO,
                 |correlation_id| self.encode_produce(request, api_version, correlation_id),
             )
             .await?;
-        match response {
-            Response::Produce(r) => Ok(r),
-            _ => Err(unexpected(ApiKey::Produce)),
+        Ok(Box::pin(async move {
+            match response.await? {
+                Response::Produce(r) => Ok(r),
+                _ => Err(unexpected(ApiKey::Produce)),
+            }
+        }))
+    }
+
+    /// A producer id and epoch (new, or `request`'s epoch bumped).
+    pub async fn init_producer_id(
+        &self,
+        req: InitProducerIdRequest,
+    ) -> Result<InitProducerIdResponse> {
+        match self
+            .request(Request::InitProducerId(req), Duration::ZERO)
+            .await?
+        {
+            Response::InitProducerId(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::InitProducerId)),
         }
     }
 
     /// Queues a frame nobody answers; resolves once it is on the socket.
     async fn write_oneway(&self, frame: Vec<Bytes>) -> Result<()> {
+        self.queue_oneway(frame)?.await
+    }
+
+    /// Queues a frame nobody answers and returns the future that resolves
+    /// once it is on the socket; its place on the connection is fixed when
+    /// this returns.
+    fn queue_oneway(&self, frame: Vec<Bytes>) -> Result<ResponseFuture<()>> {
         let (tx, rx) = oneshot::channel();
         {
             let state = self.shared.lock();
@@ -403,22 +466,36 @@ impl Connection {
                 })
                 .map_err(|_| ClientError::ConnectionClosed)?;
         }
-        match tokio::time::timeout(self.config.request_timeout, rx).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(self
-                .shared
-                .lock()
-                .closed
-                .clone()
-                .unwrap_or(ClientError::ConnectionClosed)),
-            Err(_) => {
-                let err = ClientError::Timeout {
-                    after: self.config.request_timeout,
-                };
-                self.shared.close(err.clone());
-                Err(err)
+        let timeout = self.config.request_timeout;
+        let shared = Arc::clone(&self.shared);
+        Ok(Box::pin(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(shared
+                    .lock()
+                    .closed
+                    .clone()
+                    .unwrap_or(ClientError::ConnectionClosed)),
+                Err(_) => {
+                    let err = ClientError::Timeout { after: timeout };
+                    shared.close(err.clone());
+                    Err(err)
+                }
             }
-        }
+        }))
+    }
+
+    /// Queues a Produce with `acks=none` as [`Self::send_oneway_produce`]
+    /// and returns the future that resolves once it is written: produces
+    /// queued one after another are written in that order.
+    pub fn queue_oneway_produce(
+        &self,
+        request: &SharedProduceRequest,
+    ) -> Result<ResponseFuture<()>> {
+        let api_version = self.negotiated(ApiKey::Produce)?;
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode_produce(request, api_version, correlation_id)?;
+        self.queue_oneway(frame)
     }
 
     fn header(&self, api_key: ApiKey, api_version: u16, correlation_id: u32) -> RequestHeader {

@@ -85,6 +85,23 @@ pub enum ClientError {
     /// The producer or consumer was closed.
     #[error("client is closed")]
     Closed,
+    /// An idempotent producer was fenced: a partition has seen a newer
+    /// epoch of its producer id (another session of the same id). It sends
+    /// nothing more; its unsent records fail with this.
+    #[error("producer id {producer_id} epoch {epoch} was fenced by a newer session{}", message_suffix(message.as_deref()))]
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        message: Option<String>,
+    },
+    /// A record's batch was not acknowledged within `delivery_timeout` of
+    /// its creation (retries included). It may or may not have been
+    /// written: its last attempt's outcome is unknown.
+    #[error("delivery timed out after {after:?} (retries included){}", last_error.as_ref().map_or_else(String::new, |e| format!("; last error: {e}")))]
+    DeliveryTimeout {
+        after: Duration,
+        last_error: Option<Box<ClientError>>,
+    },
     /// The consumer was asked about a partition it is not assigned.
     #[error("partition {topic}-{partition} is not assigned to this consumer")]
     NotAssigned { topic: String, partition: u32 },

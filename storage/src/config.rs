@@ -14,6 +14,7 @@ use rill_protocol::batch::HEADER_LEN;
 use rill_protocol::limits::BATCH_BYTES_MAX;
 
 use crate::error::{Result, StorageError};
+pub use crate::producer_state::{PRODUCER_IDS_MAX_DEFAULT, PRODUCER_ID_EXPIRATION_MS_DEFAULT};
 
 /// Default segment size: 1 GiB, as Kafka's `log.segment.bytes`.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
@@ -103,6 +104,12 @@ pub struct LogConfig {
     pub fsync: FsyncPolicy,
     /// Largest batch an append accepts (at most `BATCH_BYTES_MAX`).
     pub max_batch_bytes: u32,
+    /// An idempotent producer id is forgotten this long after its last
+    /// batch (Kafka's `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: u64,
+    /// Most producer ids the log remembers; a new one beyond this evicts
+    /// the least recently used.
+    pub producer_ids_max: usize,
 }
 
 impl Default for LogConfig {
@@ -115,6 +122,8 @@ impl Default for LogConfig {
             retention_bytes: None,
             fsync: FsyncPolicy::Never,
             max_batch_bytes: MAX_BATCH_BYTES_DEFAULT,
+            producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+            producer_ids_max: PRODUCER_IDS_MAX_DEFAULT,
         }
     }
 }
@@ -143,6 +152,12 @@ impl LogConfig {
             return fail(format!(
                 "max_batch_bytes {batch} must be in {HEADER_LEN}..={BATCH_BYTES_MAX}"
             ));
+        }
+        if self.producer_id_expiration_ms == 0 {
+            return fail("producer_id_expiration_ms must be positive".into());
+        }
+        if self.producer_ids_max == 0 {
+            return fail("producer_ids_max must be positive".into());
         }
         match self.fsync {
             FsyncPolicy::IntervalMs(0) | FsyncPolicy::IntervalBytes(0) => fail(format!(

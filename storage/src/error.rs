@@ -42,6 +42,10 @@ pub enum StorageError {
     /// written): it serves reads and refuses every append.
     #[error("log directory {dir} is read-only (read-only data directory): reads are served, writes refused")]
     ReadOnly { dir: PathBuf },
+    /// An idempotent batch was refused by the producer checks (a gap, a
+    /// fenced epoch, an unknown producer): nothing was written.
+    #[error("{0}")]
+    Producer(#[from] crate::producer_state::ProducerError),
     #[error("log is closed")]
     Closed,
     #[error("invalid configuration: {0}")]

@@ -18,6 +18,10 @@
 //! - `index`: the sparse offset and time indexes (`.index`, `.timeindex`).
 //! - [`recovery`]: opening a directory, the clean-shutdown marker, cutting a
 //!   torn tail after a crash.
+//! - [`producer_state`]: what a partition remembers of each idempotent
+//!   producer (epoch, last five batches) to recognise retries and refuse
+//!   gaps; pure, no I/O. `producers`: its snapshot files and its rebuild
+//!   from snapshot plus log, at open and after every suffix removal.
 //! - [`error`]: the crate's typed errors.
 
 pub mod config;
@@ -25,10 +29,14 @@ pub mod error;
 mod index;
 pub mod io;
 pub mod log;
+pub mod producer_state;
+mod producers;
 pub mod recovery;
 mod segment;
 
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::StorageError;
 pub use log::{AppendInfo, Durability, LogStats, PartitionLog, RetentionOutcome};
+pub use producer_state::{ProducerError, ProducerStateMap};
+pub use producers::ProducerRebuild;
 pub use recovery::{RecoveryStats, CLEAN_SHUTDOWN_MARKER};

@@ -69,6 +69,8 @@ use tokio::sync::watch;
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::io::{BackendKind, Completion, IoBackend, LogFile};
+use crate::producer_state::{BatchMeta, Check, ProducerStateMap};
+use crate::producers::{self, ProducerRebuild};
 use crate::recovery::{self, CleanState, RecoveryStats, CLEAN_SHUTDOWN_MARKER};
 use crate::segment::{read_header, Segment};
 
@@ -87,9 +89,13 @@ pub enum Durability {
 pub struct AppendInfo {
     pub base_offset: u64,
     pub last_offset: u64,
-    /// Byte position of the batch in its segment file.
-    pub position: u64,
+    /// Byte position of the batch in its segment file; `None` for a
+    /// duplicate, which was not written again.
+    pub position: Option<u64>,
     pub max_timestamp: i64,
+    /// An idempotent producer's retry of a batch already in the log: it was
+    /// not written again, and the offsets are the original's.
+    pub duplicate: bool,
 }
 
 /// What one retention pass removed.
@@ -115,6 +121,17 @@ pub struct LogStats {
     /// Rollbacks after a write refused for lack of space.
     pub write_rollbacks: u64,
     pub recovery: RecoveryStats,
+    /// Idempotent batches answered as duplicates (not written again).
+    pub duplicates: u64,
+    /// Producer ids remembered now.
+    pub producers: usize,
+    /// Producer ids evicted at `producer_ids_max` since the open.
+    pub producer_evictions: u64,
+    /// Producer ids forgotten by expiry since the open.
+    pub producer_expirations: u64,
+    /// How the producer state was last rebuilt (at open, or after a
+    /// rollback or truncation).
+    pub producer_rebuild: ProducerRebuild,
 }
 
 /// A write submitted and not yet applied to the written end.
@@ -178,6 +195,11 @@ struct Inner {
     dir_dirty: bool,
     bytes_since_sync: u64,
     last_sync_ms: i64,
+    /// The idempotent producers' state implied by every batch assigned an
+    /// offset (see `producer_state`); changed only under this lock, in
+    /// offset order, together with the offsets it describes.
+    producers: ProducerStateMap,
+    producer_rebuild: ProducerRebuild,
 }
 
 impl Inner {
@@ -256,6 +278,7 @@ pub struct PartitionLog {
     syncs: AtomicU64,
     corrupt_reads: AtomicU64,
     write_rollbacks: AtomicU64,
+    duplicates: AtomicU64,
     recovery: RecoveryStats,
 }
 
@@ -322,10 +345,23 @@ impl PartitionLog {
                 segment.synced_size = 0;
             }
         }
+        let (mut producers, producer_rebuild) = producers::rebuild(
+            dir,
+            &segments,
+            log_start,
+            end,
+            config.producer_ids_max,
+            config.producer_id_expiration_ms,
+            !read_only,
+        )?;
+        producers.remove_expired(now);
         tracing::info!(
             dir = %dir.display(), log_start, log_end = end, segments = segments.len(),
             clean = recovery.clean_shutdown, bytes_truncated = recovery.bytes_truncated,
-            backend = backend.kind().as_str(), read_only, "partition log opened"
+            backend = backend.kind().as_str(), read_only, producers = producers.len(),
+            producer_snapshot = ?producer_rebuild.snapshot_offset,
+            producer_batches_replayed = producer_rebuild.batches_replayed,
+            "partition log opened"
         );
         let inner = Inner {
             segments,
@@ -344,6 +380,8 @@ impl PartitionLog {
             dir_dirty: unclean,
             bytes_since_sync: 0,
             last_sync_ms: now,
+            producers,
+            producer_rebuild,
         };
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
@@ -357,6 +395,7 @@ impl PartitionLog {
             syncs: AtomicU64::new(0),
             corrupt_reads: AtomicU64::new(0),
             write_rollbacks: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             recovery,
         })
     }
@@ -410,68 +449,36 @@ impl PartitionLog {
     /// Appends one batch: validates it, stamps the next offset into it and
     /// writes it. Returns once it is readable, and with
     /// [`Durability::Synced`] (or a due fsync policy) once it is durable.
-    pub async fn append(&self, mut batch: BytesMut, durability: Durability) -> Result<AppendInfo> {
+    ///
+    /// An idempotent batch (producer id set) first passes the producer
+    /// checks (`producer_state`): a gap, a fenced epoch or an unknown
+    /// producer is refused with [`StorageError::Producer`]; a retry of a
+    /// batch already appended is not written again but answered with the
+    /// original's offsets, once the original is as durable as
+    /// `durability` asks (a duplicate with `Synced` waits for the
+    /// original's fsync, even if the original was appended `Written`).
+    pub async fn append(&self, batch: BytesMut, durability: Durability) -> Result<AppendInfo> {
         let header = self.check_batch(&batch)?;
         let len = batch.len() as u64;
         let now = wall_ms();
-        let (info, end, epoch, guard) = {
+        // The lock guard must not live across an await (the future would
+        // not be `Send`): the decision leaves the block as a value.
+        let started = {
             let mut inner = self.lock();
             self.try_roll_back(&mut inner);
             inner.check_writable()?;
-            // The log's end comes from file names: near `u64::MAX` the
-            // batch's offsets may not fit (the same check parsing applies
-            // to a batch's own base offset).
-            if inner
-                .next_offset
-                .checked_add(u64::from(header.record_count))
-                .is_none()
-            {
-                return Err(BatchError::BadLength {
-                    field: RecordBatchHeaderField::BaseOffset,
-                    value: inner.next_offset,
-                }
-                .into());
+            match inner.producers.check(&header, now)? {
+                Check::Append => Ok(self.start_append(&mut inner, batch, &header, len, now)?),
+                Check::Duplicate(kept) => Err((kept, inner.epoch)),
             }
-            self.maybe_roll(&mut inner, &header, len, now)?;
-            let base = inner.next_offset;
-            stamp_base_offset(&mut batch, base);
-            let header = BatchHeader {
-                base_offset: base,
-                ..header
-            };
-            let interval = self.config.index_interval_bytes;
-            let segment = inner.active_mut();
-            let position = segment.size;
-            segment.note_batch(&header, position, len, interval);
-            segment.first_append_ms.get_or_insert(now);
-            let segment_base = segment.base_offset;
-            let completion = segment.log.write_at(position, batch.freeze());
-            let path = segment.path().to_path_buf();
-            let end = header.next_offset();
-            inner.next_offset = end;
-            inner.bytes_since_sync += len;
-            inner.pending.push_back(Pending {
-                base,
-                end,
-                segment_base,
-                position,
-                end_position: position + len,
-                done: false,
-                aborted: false,
-            });
-            let info = AppendInfo {
-                base_offset: base,
-                last_offset: header.last_offset(),
-                position,
-                max_timestamp: header.max_timestamp,
-            };
-            let guard = WriteGuard {
-                log: self,
-                base,
-                path,
-                completion: Some(completion),
-            };
-            (info, end, inner.epoch, guard)
+        };
+        let (info, end, epoch, guard) = match started {
+            Ok(started) => started,
+            Err((kept, epoch)) => {
+                return self
+                    .answer_duplicate(kept, epoch, durability, header.max_timestamp)
+                    .await;
+            }
         };
         self.appends.fetch_add(1, Ordering::Relaxed);
         self.bytes_appended.fetch_add(len, Ordering::Relaxed);
@@ -485,6 +492,133 @@ impl PartitionLog {
             self.sync_to(end).await?;
         }
         Ok(info)
+    }
+
+    /// The locked part of an append: rolls if due, assigns and stamps the
+    /// offset, books the batch (indexes, producer state) and queues its
+    /// write.
+    fn start_append<'a>(
+        &'a self,
+        inner: &mut Inner,
+        mut batch: BytesMut,
+        header: &BatchHeader,
+        len: u64,
+        now: i64,
+    ) -> Result<(AppendInfo, u64, u64, WriteGuard<'a>)> {
+        // The log's end comes from file names: near `u64::MAX` the
+        // batch's offsets may not fit (the same check parsing applies
+        // to a batch's own base offset).
+        if inner
+            .next_offset
+            .checked_add(u64::from(header.record_count))
+            .is_none()
+        {
+            return Err(BatchError::BadLength {
+                field: RecordBatchHeaderField::BaseOffset,
+                value: inner.next_offset,
+            }
+            .into());
+        }
+        self.maybe_roll(inner, header, len, now)?;
+        let base = inner.next_offset;
+        stamp_base_offset(&mut batch, base);
+        let header = BatchHeader {
+            base_offset: base,
+            ..*header
+        };
+        inner.producers.record(&header, base, now);
+        let interval = self.config.index_interval_bytes;
+        let segment = inner.active_mut();
+        let position = segment.size;
+        segment.note_batch(&header, position, len, interval);
+        segment.first_append_ms.get_or_insert(now);
+        let segment_base = segment.base_offset;
+        let completion = segment.log.write_at(position, batch.freeze());
+        let path = segment.path().to_path_buf();
+        let end = header.next_offset();
+        inner.next_offset = end;
+        inner.bytes_since_sync += len;
+        inner.pending.push_back(Pending {
+            base,
+            end,
+            segment_base,
+            position,
+            end_position: position + len,
+            done: false,
+            aborted: false,
+        });
+        let info = AppendInfo {
+            base_offset: base,
+            last_offset: header.last_offset(),
+            position: Some(position),
+            max_timestamp: header.max_timestamp,
+            duplicate: false,
+        };
+        let guard = WriteGuard {
+            log: self,
+            base,
+            path,
+            completion: Some(completion),
+        };
+        Ok((info, end, inner.epoch, guard))
+    }
+
+    /// Answers a retry of the batch `kept` describes: once the original is
+    /// written (and, with `Synced`, durable). If a rollback since `epoch`
+    /// discarded the original, the retry gets the rollback's retriable
+    /// error, and its next attempt finds the state rebuilt without it.
+    async fn answer_duplicate(
+        &self,
+        kept: BatchMeta,
+        epoch: u64,
+        durability: Durability,
+        max_timestamp: i64,
+    ) -> Result<AppendInfo> {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+        let end = kept.last_offset() + 1;
+        {
+            let inner = self.lock();
+            // Every suffix removal rebuilds the state, so the original is
+            // always below the assigned end; were it not, waiting for it
+            // would never end.
+            if inner.epoch == epoch && end > inner.next_offset {
+                debug_assert!(false, "producer state names offsets past the log end");
+                return Err(StorageError::WriteRefused {
+                    reason: format!(
+                        "the original of this retry ended at offset {end}, past the log end {}",
+                        inner.next_offset
+                    ),
+                });
+            }
+        }
+        self.wait_written(end, epoch).await?;
+        if durability == Durability::Synced {
+            self.sync_to(end).await?;
+        }
+        Ok(AppendInfo {
+            base_offset: kept.base_offset,
+            last_offset: kept.last_offset(),
+            position: None,
+            max_timestamp,
+            duplicate: true,
+        })
+    }
+
+    /// Rebuilds the producer state from what the log now holds, after a
+    /// suffix of it was removed (see `producers`).
+    fn rebuild_producers(&self, inner: &mut Inner) -> Result<()> {
+        let (producers, report) = producers::rebuild(
+            &self.dir,
+            &inner.segments,
+            inner.log_start,
+            inner.next_offset,
+            self.config.producer_ids_max,
+            self.config.producer_id_expiration_ms,
+            true,
+        )?;
+        inner.producers = producers;
+        inner.producer_rebuild = report;
+        Ok(())
     }
 
     /// Applies a finished write: marks it done and advances the written end
@@ -619,7 +753,7 @@ impl PartitionLog {
         if !removed.is_empty() {
             inner.dir_dirty = true;
         }
-        Ok(())
+        self.rebuild_producers(inner)
     }
 
     /// Returns once every write below `end` completed (earlier appends may
@@ -726,6 +860,11 @@ impl PartitionLog {
         // crash before it is durable leaves zeros that recovery cuts, and
         // `close` syncs it before the clean-shutdown marker.
         drop(old.log.trim(false));
+        // Not fatal: without it the next open replays from an older
+        // snapshot (or the log start) instead.
+        if let Err(e) = producers::write_snapshot(&self.dir, &inner.producers, base, false) {
+            tracing::warn!(dir = %self.dir.display(), offset = base, error = %e, "producer state snapshot failed");
+        }
         let segment = Segment::create(&self.dir, base, self.backend.as_ref())?;
         inner.segments.push(segment);
         inner.dir_dirty = true;
@@ -1023,6 +1162,7 @@ impl PartitionLog {
             recovery::remove_segment_files(&self.dir, segment.base_offset, self.backend.as_ref())?;
         }
         if !removed.is_empty() {
+            producers::prune_below(&self.dir, log_start)?;
             if let Err(e) = self.backend.sync_dir(&self.dir) {
                 let mut inner = self.lock();
                 self.fail(&mut inner, format!("directory sync failed: {e}"));
@@ -1043,6 +1183,7 @@ impl PartitionLog {
     pub fn tick(&self, now_ms: i64) {
         let target = {
             let mut inner = self.lock();
+            inner.producers.remove_expired(now_ms);
             if inner.check_writable().is_err() {
                 return;
             }
@@ -1094,15 +1235,27 @@ impl PartitionLog {
     }
 
     pub fn stats(&self) -> LogStats {
+        let inner = self.lock();
         LogStats {
             appends: self.appends.load(Ordering::Relaxed),
             bytes_appended: self.bytes_appended.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
-            failed: self.lock().failed.is_some(),
+            failed: inner.failed.is_some(),
             corrupt_reads: self.corrupt_reads.load(Ordering::Relaxed),
             write_rollbacks: self.write_rollbacks.load(Ordering::Relaxed),
             recovery: self.recovery.clone(),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            producers: inner.producers.len(),
+            producer_evictions: inner.producers.evictions(),
+            producer_expirations: inner.producers.expirations(),
+            producer_rebuild: inner.producer_rebuild,
         }
+    }
+
+    /// The epoch and last batches the log remembers of `producer_id`
+    /// (oldest first), if it remembers it.
+    pub fn producer_state(&self, producer_id: i64) -> Option<(i16, Vec<BatchMeta>)> {
+        self.lock().producers.producer(producer_id)
     }
 
     /// Flushes, writes and syncs the indexes, then leaves the clean-shutdown
@@ -1140,6 +1293,7 @@ impl PartitionLog {
             segment.time_index.repair_if_dirty()?;
             segment.sync_indexes()?;
         }
+        producers::write_snapshot(&self.dir, &inner.producers, inner.next_offset, true)?;
         let state = CleanState {
             end_offset: inner.next_offset,
             active_size: inner.active().size,
@@ -1242,6 +1396,7 @@ impl PartitionLog {
         inner.next_offset = end;
         inner.written_end = end;
         inner.durable_end = inner.durable_end.min(end);
+        self.rebuild_producers(inner)?;
         self.backend
             .sync_dir(&self.dir)
             .map_err(|e| StorageError::io(&self.dir, e))?;

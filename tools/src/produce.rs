@@ -23,6 +23,8 @@ const PENDING_DELIVERIES_MAX: usize = 65_536;
 /// Longest input line accepted, so a file without newlines cannot grow
 /// one record without bound.
 const LINE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// How long `rill produce` waits for an unknown topic to appear.
+const METADATA_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What was written to one partition.
 #[derive(Debug, Default, Clone, Copy)]
@@ -200,6 +202,8 @@ async fn produce_all(
     summary: &mut Summary,
 ) -> Result<(), CliError> {
     let mut config = ProducerConfig::new(broker);
+    // A mistyped topic name should say so in seconds, not Kafka's minute.
+    config.max_block = METADATA_WAIT_MAX;
     config.acks = args.acks.to_client();
     config.compression = args.compression.to_client();
     config.client_id = "rill-produce".to_owned();

@@ -9,6 +9,7 @@ pub(crate) mod create_topics;
 pub(crate) mod delete_topics;
 pub(crate) mod fetch;
 pub(crate) mod groups;
+pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod produce;
@@ -39,6 +40,7 @@ pub(crate) fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "describe_groups",
         ApiKey::DeleteGroups => "delete_groups",
         ApiKey::ResetOffsets => "reset_offsets",
+        ApiKey::InitProducerId => "init_producer_id",
         _ => "unsupported",
     }
 }
@@ -63,6 +65,9 @@ pub(crate) async fn dispatch(
         Request::ListOffsets(r) => Some(Response::ListOffsets(list_offsets::handle(&shared, r))),
         Request::Produce(r) => produce::start(shared, r).await.await,
         Request::Fetch(r) => Some(Response::Fetch(fetch::handle(&shared, r).await)),
+        Request::InitProducerId(r) => Some(Response::InitProducerId(
+            init_producer_id::handle(&shared, r).await,
+        )),
         // The consumer group APIs (keys 10..=17).
         other => groups::handle(&shared, &client_id, other).await,
     }

@@ -18,6 +18,15 @@
 //! the CRC when there is more than one batch) before any of them is
 //! appended, so a bad batch fails its partition as a whole. `timeout_ms` is
 //! not used: with a single replica nothing waits on other brokers.
+//!
+//! Idempotent batches (producer id set) go through the log's producer
+//! checks (`rill_storage::producer_state`): a retry of a batch already in
+//! the log is answered with its original offsets and counted in the
+//! response's `duplicate_batches` and `rill_produce_duplicate_batches_total`;
+//! a gap, a fenced epoch or an unknown producer fails the partition with
+//! Kafka's code for it. As in Kafka, such a partition must carry exactly one
+//! batch: its answer is one base offset, which a mix of a duplicate and a
+//! new batch could not give.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -107,7 +116,14 @@ fn split_batches(
     let mut count = 0u64;
     let check_crc = {
         let first = BatchView::new(&records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
-        first.len() < records.len()
+        let several = first.len() < records.len();
+        if several && first.header().is_idempotent() {
+            return Err((
+                ErrorCode::InvalidRequest,
+                "an idempotent produce carries one batch per partition".into(),
+            ));
+        }
+        several
     };
     while !records.is_empty() {
         let view = BatchView::new(&records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
@@ -123,6 +139,12 @@ fn split_batches(
         if check_crc {
             view.validate()
                 .map_err(|e| (batch_error_code(&e), e.to_string()))?;
+        }
+        if check_crc && view.header().is_idempotent() {
+            return Err((
+                ErrorCode::InvalidRequest,
+                "an idempotent produce carries one batch per partition".into(),
+            ));
         }
         count += u64::from(view.header().record_count);
         batches.push(records.split_to(len));
@@ -206,6 +228,7 @@ async fn finish(topic: &str, partition: u32, work: PartitionWork) -> ProducePart
         log_append_time: NO_LOG_APPEND_TIME,
         log_start_offset: 0,
         error_message: None,
+        duplicate_batches: 0,
     };
     match work {
         PartitionWork::Rejected(code, message) => {
@@ -224,6 +247,7 @@ async fn finish(topic: &str, partition: u32, work: PartitionWork) -> ProducePart
                 match started.finish().await {
                     Ok(info) => {
                         first_offset.get_or_insert(info.base_offset);
+                        response.duplicate_batches += u32::from(info.duplicate);
                     }
                     Err(e) => {
                         if response.error == ErrorCode::None {
@@ -240,7 +264,11 @@ async fn finish(topic: &str, partition: u32, work: PartitionWork) -> ProducePart
                     }
                 }
             }
-            if response.error == ErrorCode::None {
+            if response.duplicate_batches > 0 {
+                ::metrics::counter!(metrics::PRODUCE_DUPLICATE_BATCHES_TOTAL, "topic" => topic.to_string())
+                    .increment(u64::from(response.duplicate_batches));
+            }
+            if response.error == ErrorCode::None && response.duplicate_batches == 0 {
                 ::metrics::counter!(metrics::BYTES_IN_TOTAL, "topic" => topic.to_string())
                     .increment(bytes);
                 ::metrics::counter!(metrics::RECORDS_IN_TOTAL, "topic" => topic.to_string())

@@ -30,6 +30,10 @@ fn metric_names_are_stable() {
         "rill_recovery_segments_dropped_total",
         "rill_storage_corrupt_reads_total",
         "rill_read_only",
+        "rill_produce_duplicate_batches_total",
+        "rill_producer_ids",
+        "rill_producer_id_evictions_total",
+        "rill_producer_id_expirations_total",
     ];
     assert_eq!(rill_broker::metrics::ALL, &expected[..]);
 }

@@ -248,10 +248,13 @@ pub fn producer_config(bootstrap: &str, acks: Acks) -> ProducerConfig {
         batch_size: BATCH_BYTES,
         linger: LINGER,
         buffer_bytes_max: BUFFER_BYTES,
-        // No retries: a retried batch whose first attempt was written would
-        // be stored twice (there is no idempotent producer yet), and the
-        // harness checks that no id appears twice.
+        // No retries, and so no idempotence: these runs measure what each
+        // ack level keeps when the broker dies, and check that no id
+        // appears twice; a retry without idempotence could store a batch
+        // twice. (tests/it/idempotence.rs kills the broker under an
+        // idempotent producer that retries.)
         retries: 0,
+        enable_idempotence: false,
         request_timeout: REQUEST_TIMEOUT,
         ..ProducerConfig::new(bootstrap)
     }

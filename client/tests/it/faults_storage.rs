@@ -737,10 +737,22 @@ async fn read_only_data_dir_serves_reads_and_refuses_writes() {
     let message = message.expect("an error message");
     assert!(message.contains("read-only"), "clear message: {message}");
 
+    // An idempotent producer cannot even get a producer id: the broker
+    // cannot record the id block it would hand out.
+    let refused = Producer::new(ProducerConfig {
+        acks: Acks::All,
+        retries: 1,
+        retry_backoff: Duration::from_millis(50),
+        ..ProducerConfig::new(addr.clone())
+    })
+    .await
+    .expect_err("no producer id from a read-only broker");
+    assert_eq!(refused.code(), Some(ErrorCode::StorageError), "{refused}");
     let producer = Producer::new(ProducerConfig {
         acks: Acks::All,
         retries: 1,
         retry_backoff: Duration::from_millis(50),
+        enable_idempotence: false,
         ..ProducerConfig::new(addr.clone())
     })
     .await

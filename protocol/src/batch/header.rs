@@ -207,6 +207,46 @@ impl BatchHeader {
     pub fn next_offset(&self) -> u64 {
         self.last_offset() + 1
     }
+
+    /// Whether an idempotent producer wrote the batch: its producer id,
+    /// epoch and base sequence are then set (`producer_id >= 0`).
+    pub fn is_idempotent(&self) -> bool {
+        self.producer_id >= 0
+    }
+
+    /// Sequence number of the batch's last record.
+    pub fn last_sequence(&self) -> i32 {
+        sequence_add(self.base_sequence, self.last_offset_delta)
+    }
+}
+
+/// `seq + n` in the sequence space of an idempotent producer: sequences
+/// run over `0..=i32::MAX` and wrap to 0 (Kafka's rule), so a long-lived
+/// producer never runs out. A negative `seq` (no sequence) is kept as is.
+pub fn sequence_add(seq: i32, n: u32) -> i32 {
+    if seq < 0 {
+        return seq;
+    }
+    let space = i64::from(i32::MAX) + 1;
+    // Both fit: the result lies in 0..=i32::MAX.
+    ((i64::from(seq) + i64::from(n)) % space) as i32
+}
+
+/// Writes an idempotent producer's id, epoch and base sequence into a
+/// finished batch and recomputes its CRC (the fields lie inside the CRC'd
+/// region). The producer uses it when a batch built under one epoch must
+/// be sent under another.
+///
+/// # Panics
+/// As [`stamp_base_offset`].
+pub fn stamp_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_le_bytes());
+    batch[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2]
+        .copy_from_slice(&producer_epoch.to_le_bytes());
+    batch[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4]
+        .copy_from_slice(&base_sequence.to_le_bytes());
+    let crc = compute_crc(batch);
+    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// CRC32C of the checksummed region of a whole batch (`bytes` is exactly

@@ -17,8 +17,8 @@
 pub mod header;
 
 pub use header::{
-    compute_crc, stamp_base_offset, stamp_leader_epoch, BatchHeader, Compression,
-    RecordBatchHeaderField, HEADER_LEN,
+    compute_crc, sequence_add, stamp_base_offset, stamp_leader_epoch, stamp_producer, BatchHeader,
+    Compression, RecordBatchHeaderField, HEADER_LEN,
 };
 
 /// What can be wrong with bytes that claim to be a batch.
@@ -62,7 +62,7 @@ pub mod builder;
 pub mod records;
 pub mod view;
 
-pub use builder::{BatchBuilder, ZSTD_LEVEL};
+pub use builder::{BatchBuilder, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, ZSTD_LEVEL};
 pub use records::{
     ArchivedRecord, ArchivedRecordHeader, ArchivedRecords, Record, RecordHeader, RecordIter,
     RecordRef, Records,

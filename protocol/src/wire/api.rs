@@ -37,6 +37,9 @@ pub enum ApiKey {
     DeleteGroups = 16,
     /// Reset an empty group's offsets.
     ResetOffsets = 17,
+    /// Get a producer id and epoch for an idempotent producer, or bump the
+    /// epoch of one (KIP-360), which fences the older session.
+    InitProducerId = 18,
 }
 
 impl ApiKey {
@@ -57,6 +60,7 @@ impl ApiKey {
         ApiKey::DescribeGroups,
         ApiKey::DeleteGroups,
         ApiKey::ResetOffsets,
+        ApiKey::InitProducerId,
     ];
 
     /// The number sent on the wire.
@@ -82,6 +86,7 @@ impl ApiKey {
             15 => ApiKey::DescribeGroups,
             16 => ApiKey::DeleteGroups,
             17 => ApiKey::ResetOffsets,
+            18 => ApiKey::InitProducerId,
             other => return Err(WireError::UnknownApiKey(other)),
         })
     }
@@ -140,6 +145,7 @@ pub const SUPPORTED_APIS: &[ApiVersionRange] = &[
     supported(ApiKey::DescribeGroups, 0, 0),
     supported(ApiKey::DeleteGroups, 0, 0),
     supported(ApiKey::ResetOffsets, 0, 0),
+    supported(ApiKey::InitProducerId, 0, 0),
 ];
 
 const fn supported(key: ApiKey, min: u16, max: u16) -> ApiVersionRange {

@@ -132,8 +132,16 @@ error_codes! {
         "A topic config key is unknown or its value is invalid.";
     InvalidRequest = 42, retriable = false,
         "The request is malformed (bad lengths, bad UTF-8, trailing bytes, bad values).";
+    OutOfOrderSequenceNumber = 45, retriable = false,
+        "An idempotent batch's sequence does not follow the last one this partition holds from its producer (a gap): nothing was written. The producer resends from the expected sequence, or starts a new epoch.";
+    DuplicateSequenceNumber = 46, retriable = false,
+        "An idempotent batch is older than the recent batches this partition remembers from its producer: it was written before and is not written again, but its offsets are no longer known.";
+    InvalidProducerEpoch = 47, retriable = false,
+        "An idempotent batch carries an older producer epoch than this partition has seen for its producer id: a newer session of that producer fenced this one.";
     StorageError = 56, retriable = true,
         "The broker's storage failed for this partition (disk error); may recover.";
+    UnknownProducerId = 59, retriable = false,
+        "This partition holds no state for the batch's producer id (it expired, or was never seen) and the batch does not start a sequence: the producer starts a new epoch and resends.";
     NonEmptyGroup = 68, retriable = false,
         "The group still has members and cannot be deleted.";
     GroupIdNotFound = 69, retriable = false,

@@ -19,11 +19,11 @@ use super::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest,
     ConsumerGroupHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest,
     DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, FetchRequest, FetchResponse, LeaveGroupRequest, LeaveGroupResponse,
-    ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, ResetOffsetsRequest,
-    ResetOffsetsResponse, WireError,
+    DescribeGroupsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceRequest, ProduceResponse, ResetOffsetsRequest, ResetOffsetsResponse, WireError,
 };
 
 /// Size of the `u32` length prefix before every frame.
@@ -117,6 +117,7 @@ pub enum Request {
     DescribeGroups(DescribeGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
     ResetOffsets(ResetOffsetsRequest),
+    InitProducerId(InitProducerIdRequest),
 }
 
 /// A decoded response body of any implemented API.
@@ -137,6 +138,7 @@ pub enum Response {
     DescribeGroups(DescribeGroupsResponse),
     DeleteGroups(DeleteGroupsResponse),
     ResetOffsets(ResetOffsetsResponse),
+    InitProducerId(InitProducerIdResponse),
 }
 
 /// Fails with [`WireError::TrailingBytes`] unless the body was consumed.
@@ -165,6 +167,7 @@ impl Request {
             Request::DescribeGroups(_) => ApiKey::DescribeGroups,
             Request::DeleteGroups(_) => ApiKey::DeleteGroups,
             Request::ResetOffsets(_) => ApiKey::ResetOffsets,
+            Request::InitProducerId(_) => ApiKey::InitProducerId,
         }
     }
 
@@ -192,6 +195,7 @@ impl Request {
             ApiKey::DescribeGroups => Request::DescribeGroups(DescribeGroupsRequest::decode(body)?),
             ApiKey::DeleteGroups => Request::DeleteGroups(DeleteGroupsRequest::decode(body)?),
             ApiKey::ResetOffsets => Request::ResetOffsets(ResetOffsetsRequest::decode(body)?),
+            ApiKey::InitProducerId => Request::InitProducerId(InitProducerIdRequest::decode(body)?),
         };
         expect_end(body)?;
         Ok(request)
@@ -216,6 +220,7 @@ impl Encode for Request {
             Request::DescribeGroups(r) => r.encode_to(e),
             Request::DeleteGroups(r) => r.encode_to(e),
             Request::ResetOffsets(r) => r.encode_to(e),
+            Request::InitProducerId(r) => r.encode_to(e),
         }
     }
 }
@@ -238,6 +243,7 @@ impl Response {
             Response::DescribeGroups(_) => ApiKey::DescribeGroups,
             Response::DeleteGroups(_) => ApiKey::DeleteGroups,
             Response::ResetOffsets(_) => ApiKey::ResetOffsets,
+            Response::InitProducerId(_) => ApiKey::InitProducerId,
         }
     }
 
@@ -266,6 +272,9 @@ impl Response {
             }
             ApiKey::DeleteGroups => Response::DeleteGroups(DeleteGroupsResponse::decode(body)?),
             ApiKey::ResetOffsets => Response::ResetOffsets(ResetOffsetsResponse::decode(body)?),
+            ApiKey::InitProducerId => {
+                Response::InitProducerId(InitProducerIdResponse::decode(body)?)
+            }
         };
         expect_end(body)?;
         Ok(response)
@@ -290,6 +299,7 @@ impl Encode for Response {
             Response::DescribeGroups(r) => r.encode_to(e),
             Response::DeleteGroups(r) => r.encode_to(e),
             Response::ResetOffsets(r) => r.encode_to(e),
+            Response::InitProducerId(r) => r.encode_to(e),
         }
     }
 }

@@ -55,7 +55,7 @@
 //!
 //! See [`ApiKey`] for the numbers and [`SUPPORTED_APIS`] for the version
 //! ranges (all APIs are at version 0 for now). Keys 10..=17 are the
-//! consumer group APIs.
+//! consumer group APIs; 18 is the idempotent producer's InitProducerId.
 //!
 //! # Bodies (version 0)
 //!
@@ -96,11 +96,15 @@
 //! Produce (5)
 //!   request  = i16 acks (0 = none, 1 = leader, -1 = all) | u32 timeout_ms | [Topic] topics
 //!     Topic     = string name | [Partition] partitions
-//!     Partition = u32 partition | bytes records              whole batches back to back
+//!     Partition = u32 partition | bytes records              whole batches back to back;
+//!                                                            one batch if it is idempotent
 //!   response = [Topic] topics                                not sent when acks = 0
 //!     Topic     = string name | [Partition] partitions
 //!     Partition = u32 partition | error | u64 base_offset | i64 log_append_time (-1 = none)
 //!                 | u64 log_start_offset | nullable string error_message
+//!                 | u32 duplicate_batches                    idempotent batches already in the
+//!                                                            log: not written again, answered
+//!                                                            with their original offsets
 //!
 //! Fetch (6)
 //!   request  = u32 max_wait_ms | u32 min_bytes | u32 max_bytes | [Topic] topics
@@ -171,6 +175,10 @@
 //!              | i64 value | bool dry_run
 //!   response = error | nullable string error_message | [Partition] partitions
 //!     Partition = u32 partition | i64 old (-1 = none) | u64 new
+//!
+//! InitProducerId (18)
+//!   request  = i64 producer_id | i16 producer_epoch          -1, -1 = a new id
+//!   response = error | i64 producer_id | i16 producer_epoch
 //! ```
 //!
 //! # Zero copy
@@ -209,6 +217,7 @@ pub mod error_code;
 pub mod fetch;
 pub mod frame;
 pub mod group_heartbeat;
+pub mod init_producer_id;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
@@ -243,6 +252,10 @@ pub use frame::{
 pub use group_heartbeat::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, TopicPartitions,
     MEMBER_EPOCH_JOIN, MEMBER_EPOCH_LEAVE, MEMBER_EPOCH_STATIC_LEAVE,
+};
+pub use init_producer_id::{
+    InitProducerIdRequest, InitProducerIdResponse, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
+    PRODUCER_EPOCH_MAX,
 };
 pub use leave_group::{LeaveGroupRequest, LeaveGroupResponse};
 pub use list_groups::{ListGroupsRequest, ListGroupsResponse, ListedGroup};

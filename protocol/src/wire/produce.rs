@@ -124,6 +124,10 @@ pub struct ProducePartitionResponse {
     pub log_append_time: i64,
     pub log_start_offset: u64,
     pub error_message: Option<String>,
+    /// Idempotent batches of this partition that were already in the log
+    /// (a producer's retry of a batch whose answer it lost): not written
+    /// again, and answered with their original offsets.
+    pub duplicate_batches: u32,
 }
 
 impl<R: RecordsBlob> Encode for ProducePartition<R> {
@@ -189,11 +193,12 @@ impl Encode for ProducePartitionResponse {
         e.i64(self.log_append_time);
         e.u64(self.log_start_offset);
         e.nullable_string("error message", self.error_message.as_deref());
+        e.u32(self.duplicate_batches);
     }
 }
 
 impl<B: Buf> Decode<B> for ProducePartitionResponse {
-    const MIN_LEN: usize = U32_LEN + U16_LEN + 3 * U64_LEN + STRING_MIN_LEN;
+    const MIN_LEN: usize = U32_LEN + U16_LEN + 3 * U64_LEN + STRING_MIN_LEN + U32_LEN;
     fn decode_from(buf: &mut B) -> Result<Self, WireError> {
         Ok(ProducePartitionResponse {
             partition: get_u32(buf)?,
@@ -202,6 +207,7 @@ impl<B: Buf> Decode<B> for ProducePartitionResponse {
             log_append_time: get_i64(buf)?,
             log_start_offset: get_u64(buf)?,
             error_message: get_nullable_string(buf, "error message length")?,
+            duplicate_batches: get_u32(buf)?,
         })
     }
 }

@@ -6,6 +6,7 @@ mod batch_errors;
 mod batch_fuzz;
 mod batch_golden;
 mod batch_iter;
+mod batch_producer;
 mod batch_roundtrip;
 mod fuzz_corpus;
 mod wire_codes;

@@ -30,7 +30,11 @@ const ERROR_CODES: &[(i16, &str, bool)] = &[
     (37, "InvalidPartitions", false),
     (40, "InvalidConfig", false),
     (42, "InvalidRequest", false),
+    (45, "OutOfOrderSequenceNumber", false),
+    (46, "DuplicateSequenceNumber", false),
+    (47, "InvalidProducerEpoch", false),
     (56, "StorageError", true),
+    (59, "UnknownProducerId", false),
     (68, "NonEmptyGroup", false),
     (69, "GroupIdNotFound", false),
     (89, "ThrottlingQuotaExceeded", true),
@@ -84,6 +88,7 @@ fn wire_api_keys_are_pinned() {
         (6, ApiKey::Fetch), (10, ApiKey::ConsumerGroupHeartbeat), (11, ApiKey::LeaveGroup),
         (12, ApiKey::OffsetCommit), (13, ApiKey::OffsetFetch), (14, ApiKey::ListGroups),
         (15, ApiKey::DescribeGroups), (16, ApiKey::DeleteGroups), (17, ApiKey::ResetOffsets),
+        (18, ApiKey::InitProducerId),
     ];
     assert_eq!(ApiKey::ALL.len(), keys.len());
     for (&(code, key), &listed) in keys.iter().zip(ApiKey::ALL) {
@@ -115,7 +120,8 @@ fn wire_api_keys_are_pinned() {
             (14, 0, 0),
             (15, 0, 0),
             (16, 0, 0),
-            (17, 0, 0)
+            (17, 0, 0),
+            (18, 0, 0)
         ]
     );
 }

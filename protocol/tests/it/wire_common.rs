@@ -176,9 +176,18 @@ pub fn produce_response() -> impl Strategy<Value = ProduceResponse> {
         any::<i64>(),
         any::<u64>(),
         opt_string(),
+        any::<u32>(),
     )
         .prop_map(
-            |(partition, error, base_offset, log_append_time, log_start_offset, error_message)| {
+            |(
+                partition,
+                error,
+                base_offset,
+                log_append_time,
+                log_start_offset,
+                error_message,
+                duplicate_batches,
+            )| {
                 ProducePartitionResponse {
                     partition,
                     error,
@@ -186,6 +195,7 @@ pub fn produce_response() -> impl Strategy<Value = ProduceResponse> {
                     log_append_time,
                     log_start_offset,
                     error_message,
+                    duplicate_batches,
                 }
             },
         );
@@ -238,6 +248,23 @@ pub fn fetch_response() -> impl Strategy<Value = FetchResponse> {
     (error_code(), few(topic)).prop_map(|(error, topics)| FetchResponse { error, topics })
 }
 
+pub fn init_producer_id_request() -> impl Strategy<Value = InitProducerIdRequest> {
+    (any::<i64>(), any::<i16>()).prop_map(|(producer_id, producer_epoch)| InitProducerIdRequest {
+        producer_id,
+        producer_epoch,
+    })
+}
+
+pub fn init_producer_id_response() -> impl Strategy<Value = InitProducerIdResponse> {
+    (error_code(), any::<i64>(), any::<i16>()).prop_map(|(error, producer_id, producer_epoch)| {
+        InitProducerIdResponse {
+            error,
+            producer_id,
+            producer_epoch,
+        }
+    })
+}
+
 pub fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         api_versions_request().prop_map(Request::ApiVersions),
@@ -247,6 +274,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         list_offsets_request().prop_map(Request::ListOffsets),
         produce_request().prop_map(Request::Produce),
         fetch_request().prop_map(Request::Fetch),
+        init_producer_id_request().prop_map(Request::InitProducerId),
     ]
 }
 
@@ -259,6 +287,7 @@ pub fn response() -> impl Strategy<Value = Response> {
         list_offsets_response().prop_map(Response::ListOffsets),
         produce_response().prop_map(Response::Produce),
         fetch_response().prop_map(Response::Fetch),
+        init_producer_id_response().prop_map(Response::InitProducerId),
     ]
 }
 

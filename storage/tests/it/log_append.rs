@@ -182,7 +182,11 @@ fn log_roll_by_time_on_tick() {
         let info = rt
             .block_on(log.append(batch(1, 10, t0, Compression::None, 9), Durability::Written))
             .unwrap();
-        assert_eq!(info.position, 0, "{name}: appended into the new segment");
+        assert_eq!(
+            info.position,
+            Some(0),
+            "{name}: appended into the new segment"
+        );
         assert_eq!(read_all(&log, 1 << 20).len(), 4);
     }
 }

@@ -35,7 +35,8 @@ fn a_batch_that_rots_on_disk_is_never_served() {
                 .write(true)
                 .open(&path)
                 .expect("open segment");
-            let at = bad.position + HEADER_LEN as u64 + 10;
+            let bad_position = bad.position.expect("written");
+            let at = bad_position + HEADER_LEN as u64 + 10;
             let mut byte = [0u8; 1];
             file.read_exact_at(&mut byte, at).expect("read byte");
             file.write_all_at(&[byte[0] ^ 0x40], at).expect("flip byte");
@@ -47,7 +48,7 @@ fn a_batch_that_rots_on_disk_is_never_served() {
             // At the bad batch: refused.
             let err = log.read(bad.base_offset, 1 << 20).expect_err("bad batch");
             assert!(
-                matches!(err, StorageError::Corrupt { position, .. } if position == bad.position),
+                matches!(err, StorageError::Corrupt { position, .. } if position == bad_position),
                 "{name}: {err}"
             );
             // After it: served again.

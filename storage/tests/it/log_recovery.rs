@@ -67,7 +67,7 @@ fn write_and_crash(
         let info = rt
             .block_on(log.append(b.clone(), Durability::Written))
             .unwrap();
-        if info.position == 0 {
+        if info.position == Some(0) {
             segment = info.base_offset;
         }
         let mut bytes = b.to_vec();
@@ -76,7 +76,7 @@ fn write_and_crash(
             base: info.base_offset,
             records: records as u64,
             segment,
-            position: info.position,
+            position: info.position.expect("written"),
             bytes,
         });
     }

@@ -524,7 +524,7 @@ fn crashed_log(
         let info = rt
             .block_on(log.append(small(seed % 10), Durability::Written))
             .unwrap();
-        if info.position == 0 {
+        if info.position == Some(0) {
             bases.push(info.base_offset);
         }
     }

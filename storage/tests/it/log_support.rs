@@ -73,6 +73,7 @@ pub fn small_config(segment_bytes: u64) -> LogConfig {
         retention_bytes: None,
         fsync: FsyncPolicy::Never,
         max_batch_bytes: 1024 * 1024,
+        ..LogConfig::default()
     }
 }
 

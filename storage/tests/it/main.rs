@@ -8,6 +8,7 @@ mod log_append;
 mod log_direct;
 mod log_durability;
 mod log_full_disk;
+mod log_producers;
 mod log_read_crc;
 mod log_read_only;
 mod log_recovery;
