@@ -41,5 +41,5 @@ pub use error::{ClientError, Result};
 pub use group::{
     AutoOffsetReset, GroupConsumer, GroupConsumerConfig, RebalanceListener, TopicPartition,
 };
-pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
+pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerStats, RecordMetadata};
 pub use rill_protocol::Compression;

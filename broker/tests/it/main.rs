@@ -7,6 +7,7 @@ mod hostile_common;
 mod hostile_connections;
 mod hostile_flood;
 mod hostile_slow;
+mod idempotence;
 mod limits;
 mod long_poll;
 mod metrics_endpoint;

@@ -30,7 +30,7 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 }
 
 /// Sends SIGTERM and waits for the broker to exit.
-fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

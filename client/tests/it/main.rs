@@ -20,6 +20,7 @@ mod group_harness;
 mod group_no_overlap;
 mod group_rebalance;
 mod group_restart;
+mod idempotence;
 mod long_poll;
 mod partitioning;
 mod produce_consume;
