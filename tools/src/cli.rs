@@ -177,6 +177,9 @@ pub struct ProduceArgs {
     /// Batch compression.
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     pub compression: CompressionArg,
+    /// Idempotent producer: retries after a lost answer or a broker restart write no duplicate and reorder nothing (Kafka's enable.idempotence; off with --acks none).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub enable_idempotence: bool,
     /// Header added to every record, NAME=VALUE (repeatable).
     #[arg(long = "header", short = 'H', value_name = "NAME=VALUE", value_parser = parse_key_value)]
     pub headers: Vec<(String, String)>,

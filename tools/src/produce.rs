@@ -10,7 +10,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rill_client::{Acks, ClientError, DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
+use rill_client::{
+    Acks, ClientError, DeliveryFuture, Producer, ProducerConfig, ProducerStats, RecordMetadata,
+};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::cli::ProduceArgs;
@@ -41,6 +43,7 @@ struct Summary {
     failed: u64,
     first_error: Option<ClientError>,
     partitions: BTreeMap<u32, PartitionSummary>,
+    producer: ProducerStats,
 }
 
 impl Summary {
@@ -72,6 +75,13 @@ impl Summary {
                 String::new()
             }
         );
+        let p = &self.producer;
+        if p.batches_resent > 0 || p.epoch_bumps > 0 {
+            eprintln!(
+                "  retries: {} batches resent, {} duplicates suppressed by the broker, {} epoch bumps",
+                p.batches_resent, p.duplicates_suppressed, p.epoch_bumps
+            );
+        }
         for (partition, p) in &self.partitions {
             match (p.first_offset, p.last_offset) {
                 (Some(first), Some(last)) => eprintln!(
@@ -206,6 +216,7 @@ async fn produce_all(
     config.max_block = METADATA_WAIT_MAX;
     config.acks = args.acks.to_client();
     config.compression = args.compression.to_client();
+    config.enable_idempotence = args.enable_idempotence;
     config.client_id = "rill-produce".to_owned();
     let producer = Producer::new(config)
         .await
@@ -250,6 +261,7 @@ async fn produce_all(
         settle(summary, d.await);
     }
     let _ = producer.close().await;
+    summary.producer = producer.stats();
     outcome
 }
 

@@ -6,4 +6,5 @@ mod common;
 mod groups;
 mod mistakes;
 mod produce_consume;
+mod produce_crash;
 mod topics;
