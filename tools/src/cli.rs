@@ -294,6 +294,12 @@ pub struct BenchArgs {
     /// Acknowledgement level of the producers.
     #[arg(long, value_enum, default_value_t = AcksArg::Leader)]
     pub acks: AcksArg,
+    /// Idempotent producers (Kafka's enable.idempotence; off with --acks none).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub enable_idempotence: bool,
+    /// Produce requests in flight per partition (1..=5 with idempotence).
+    #[arg(long, default_value_t = rill_client::producer::MAX_IN_FLIGHT_PER_PARTITION_DEFAULT)]
+    pub max_in_flight: usize,
     /// The embedded broker writes its segments with O_DIRECT (README, "Direct I/O");
     /// for a running broker, start it with `rill-broker --io-direct`.
     #[arg(long)]

@@ -41,6 +41,8 @@ pub struct ProducerSettings {
     pub message_size: usize,
     pub keys: KeyMode,
     pub key_count: u64,
+    pub enable_idempotence: bool,
+    pub max_in_flight: usize,
 }
 
 /// What one producer does.
@@ -85,6 +87,8 @@ pub async fn run_producer(plan: ProducerPlan) -> Result<ActorStats, CliError> {
     config.compression = s.compression.to_client();
     config.batch_size = s.batch_size;
     config.linger = s.linger;
+    config.enable_idempotence = s.enable_idempotence;
+    config.max_in_flight_per_partition = s.max_in_flight;
     config.client_id = format!("rill-bench-producer-{}", plan.index);
     let producer = Producer::new(config).await.map_err(|e| {
         CliError::client(
@@ -135,6 +139,7 @@ pub async fn run_producer(plan: ProducerPlan) -> Result<ActorStats, CliError> {
         &mut *lock_stats(&stats),
         ActorStats::new(plan.measure_from, false),
     );
+    stats.producer = Some(producer.stats());
     if let Some(e) = send_error {
         stats.error(format!("send failed: {e}"));
     }
@@ -202,9 +207,19 @@ async fn send_loop(
                 let acked_at = Instant::now();
                 let mut stats = lock_stats(&stats);
                 match result {
-                    Ok(_) => {
+                    Ok(meta) => {
                         let latency =
                             (sent_at >= measure_from).then(|| acked_at.duration_since(sent_at));
+                        // The record's request was queued on the connection
+                        // at `request_at`: before it, it sat in the
+                        // producer's buffer; after it, it was in flight.
+                        if let (Some(_), Some(request_at)) = (latency, meta.sent_at) {
+                            stats.split(
+                                request_at.saturating_duration_since(sent_at),
+                                acked_at.saturating_duration_since(request_at),
+                                meta.index_in_batch == 0,
+                            );
+                        }
                         stats.event(acked_at, bytes, latency, digest);
                         progress.fetch_add(1, Ordering::Relaxed);
                     }

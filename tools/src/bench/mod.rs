@@ -81,6 +81,10 @@ const PROGRESS_TICK: Duration = Duration::from_millis(250);
 /// second instead of a few heartbeats of 5 s.
 const EMBEDDED_GROUP_HEARTBEAT_INTERVAL_MS: u32 = 250;
 
+/// Most requests in flight per partition a non-idempotent bench producer
+/// may ask for.
+const IN_FLIGHT_MAX: usize = 64;
+
 /// The settings a run used, as the report and JSON show them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
@@ -98,6 +102,8 @@ pub struct Settings {
     pub linger_ms: u64,
     pub compression: CompressionArg,
     pub acks: AcksArg,
+    pub enable_idempotence: bool,
+    pub max_in_flight: usize,
     pub messages: Option<u64>,
     pub duration_secs: Option<f64>,
     pub rate: Option<f64>,
@@ -136,6 +142,21 @@ impl Settings {
         }
         if a.messages == Some(0) {
             return usage("--messages must be at least 1".to_owned());
+        }
+        let in_flight_max = if a.enable_idempotence && a.acks != AcksArg::None {
+            rill_client::producer::MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT_MAX
+        } else {
+            IN_FLIGHT_MAX
+        };
+        if a.max_in_flight == 0 || a.max_in_flight > in_flight_max {
+            return usage(format!(
+                "--max-in-flight must be in 1..={in_flight_max}{}",
+                if in_flight_max < IN_FLIGHT_MAX {
+                    " with idempotence (--enable-idempotence false allows more)"
+                } else {
+                    ""
+                }
+            ));
         }
         let duration = match (a.messages, a.duration) {
             (Some(_), _) => None,
@@ -196,6 +217,8 @@ impl Settings {
             linger_ms: a.linger_ms,
             compression: a.compression,
             acks: a.acks,
+            enable_idempotence: a.enable_idempotence,
+            max_in_flight: a.max_in_flight,
             messages: a.messages,
             duration_secs: duration,
             rate: a.rate,
@@ -217,6 +240,8 @@ impl Settings {
             message_size: self.message_size,
             keys: self.keys,
             key_count: self.key_count,
+            enable_idempotence: self.enable_idempotence,
+            max_in_flight: self.max_in_flight,
         }
     }
 
@@ -417,7 +442,8 @@ fn producer_plans(
             measure_from,
             base,
             progress: Arc::clone(progress),
-            with_series: measured && s.output_dir.is_some(),
+            // Always: the report gives the per-second p99 of ack latency.
+            with_series: measured,
             // Only a consume phase checks the producers' checksum; a
             // produce-only run skips hashing every value.
             with_digests: s.scenario != Scenario::Produce,

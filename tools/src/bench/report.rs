@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::group::GroupReport;
 use super::stats::{
-    merged_latency, merged_series, ActorStats, LatencySummary, SeriesRow, Throughput,
+    merged, merged_latency, merged_series, ActorStats, LatencySummary, PerSecondP99, SeriesRow,
+    Throughput,
 };
 use super::workload::Checksum;
 use super::{chart, Settings};
@@ -32,11 +33,50 @@ pub struct PhaseReport {
     /// `ack` for producers, `end-to-end` for produce-consume consumers.
     pub latency_kind: Option<&'static str>,
     pub latency: Option<LatencySummary>,
+    /// The p99 of each second's `latency`, over the measured seconds.
+    pub per_second_p99: Option<PerSecondP99>,
+    /// Producers: of each record's ack latency, the part spent in the
+    /// producer's buffer before its batch's request was queued ...
+    pub queued: Option<LatencySummary>,
+    /// ... and the part in flight, from the request to its acknowledgement.
+    pub in_flight: Option<LatencySummary>,
+    /// Producers: one sample per batch, request queued to acknowledgement
+    /// (iggy-bench's and Kafka's request latency).
+    pub request_latency: Option<LatencySummary>,
+    /// Producers: resends and what idempotence did with them.
+    pub retries: Option<Retries>,
     /// Delivery or fetch failures, with the first message.
     pub errors: u64,
     pub first_error: Option<String>,
     #[serde(skip)]
     pub series: Vec<SeriesRow>,
+}
+
+/// The producers' retry counters, summed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Retries {
+    pub batches_sent: u64,
+    pub batches_resent: u64,
+    /// Resent batches the broker already held: not written twice.
+    pub duplicates_suppressed: u64,
+    pub epoch_bumps: u64,
+    pub most_resent_at_once: u64,
+}
+
+impl Retries {
+    fn of(actors: &[ActorStats]) -> Option<Retries> {
+        let mut out = Retries::default();
+        let mut any = false;
+        for p in actors.iter().filter_map(|a| a.producer) {
+            any = true;
+            out.batches_sent += p.batches_sent;
+            out.batches_resent += p.batches_resent;
+            out.duplicates_suppressed += p.duplicates_suppressed;
+            out.epoch_bumps += p.epoch_bumps;
+            out.most_resent_at_once = out.most_resent_at_once.max(p.most_resent_at_once);
+        }
+        any.then_some(out)
+    }
 }
 
 impl PhaseReport {
@@ -46,6 +86,7 @@ impl PhaseReport {
         measured: bool,
         latency_kind: Option<&'static str>,
     ) -> PhaseReport {
+        let series = merged_series(actors);
         PhaseReport {
             role,
             measured,
@@ -57,9 +98,14 @@ impl PhaseReport {
             total: Throughput::total(actors),
             latency_kind,
             latency: latency_kind.and_then(|_| LatencySummary::of(&merged_latency(actors))),
+            per_second_p99: latency_kind.and_then(|_| PerSecondP99::of(&series)),
+            queued: LatencySummary::of(&merged(actors, |a| &a.queued)),
+            in_flight: LatencySummary::of(&merged(actors, |a| &a.in_flight)),
+            request_latency: LatencySummary::of(&merged(actors, |a| &a.request)),
+            retries: Retries::of(actors),
             errors: actors.iter().map(|a| a.errors).sum(),
             first_error: actors.iter().find_map(|a| a.first_error.clone()),
-            series: merged_series(actors),
+            series,
         }
     }
 
@@ -219,7 +265,7 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "settings: scenario={} broker={} topic={} producers={} consumers={} partitions={} message-size={} batch-size={} linger-ms={} compression={} acks={} {} rate={} keys={}{} warmup={}s",
+            "settings: scenario={} broker={} topic={} producers={} consumers={} partitions={} message-size={} batch-size={} linger-ms={} compression={} acks={} idempotence={} max-in-flight={} {} rate={} keys={}{} warmup={}s",
             scenario_name(s.scenario),
             if s.io_direct {
                 format!("{} (io-direct)", s.broker)
@@ -235,6 +281,8 @@ impl Report {
             s.linger_ms,
             json_name(&s.compression),
             json_name(&s.acks),
+            s.enable_idempotence && s.acks != crate::cli::AcksArg::None,
+            s.max_in_flight,
             match (s.messages, s.duration_secs) {
                 (Some(m), _) => format!("messages={m}"),
                 (None, Some(d)) => format!("duration={d}s"),
@@ -328,16 +376,42 @@ fn write_phase(out: &mut String, p: &PhaseReport) {
     );
     let _ = writeln!(out);
     if let (Some(kind), Some(l)) = (p.latency_kind, &p.latency) {
-        let mut line = format!(
-            "  {kind} latency ({} samples): mean {}",
-            l.samples,
-            fmt_us(l.mean_micros as u64)
-        );
-        for pc in &l.percentiles {
-            let _ = write!(line, ", {} {}", pc.name, fmt_us(pc.micros));
+        let what = match kind {
+            "ack" => "per-record ack latency (send() to its acknowledgement, time queued in the producer included)",
+            _ => "per-record end-to-end latency (send() to consumed)",
+        };
+        let _ = writeln!(out, "  {what}:");
+        let _ = writeln!(out, "    {}", summary_line(l));
+        if let Some(q) = &p.queued {
+            let _ = writeln!(
+                out,
+                "    of which queued in the producer: {}",
+                summary_line(q)
+            );
         }
-        let _ = write!(line, ", max {}", fmt_us(l.max_micros));
-        let _ = writeln!(out, "{line}");
+        if let Some(f) = &p.in_flight {
+            let _ = writeln!(
+                out,
+                "    of which in flight (request to ack): {}",
+                summary_line(f)
+            );
+        }
+        if let Some(r) = &p.request_latency {
+            let _ = writeln!(
+                out,
+                "  request latency (a batch's request to its acknowledgement, as iggy-bench and Kafka report): {}",
+                summary_line(r)
+            );
+        }
+        if let Some(s) = &p.per_second_p99 {
+            let _ = writeln!(
+                out,
+                "  per-second p99 of the {kind} latency over {} s: median {}, worst {}",
+                s.seconds,
+                fmt_us(s.median_micros),
+                fmt_us(s.max_micros)
+            );
+        }
         let thin: Vec<String> = l
             .percentiles
             .iter()
@@ -354,9 +428,30 @@ fn write_phase(out: &mut String, p: &PhaseReport) {
     } else if p.latency_kind.is_some() {
         let _ = writeln!(out, "  no latency samples after warm-up");
     }
+    if let Some(r) = &p.retries {
+        let _ = writeln!(
+            out,
+            "  retries: {} of {} batches resent, {} duplicates suppressed by the broker, {} epoch bumps",
+            r.batches_resent, r.batches_sent, r.duplicates_suppressed, r.epoch_bumps
+        );
+    }
     if let Some(e) = &p.first_error {
         let _ = writeln!(out, "  first error: {e}");
     }
+}
+
+/// `N samples: mean .., p50 .., ..., max ..`.
+fn summary_line(l: &LatencySummary) -> String {
+    let mut line = format!(
+        "{} samples: mean {}",
+        l.samples,
+        fmt_us(l.mean_micros as u64)
+    );
+    for pc in &l.percentiles {
+        let _ = write!(line, ", {} {}", pc.name, fmt_us(pc.micros));
+    }
+    let _ = write!(line, ", max {}", fmt_us(l.max_micros));
+    line
 }
 
 fn errors_note(errors: u64) -> String {

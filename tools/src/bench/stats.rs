@@ -77,6 +77,16 @@ pub struct ActorStats {
     pub first_error: Option<String>,
     pub checksum: Checksum,
     pub measure_from: Instant,
+    /// Producers: of each record's ack latency, the time in the producer's
+    /// buffer (until its batch's request was queued) ...
+    pub queued: Histogram<u64>,
+    /// ... and the time in flight (request queued to acknowledgement).
+    pub in_flight: Histogram<u64>,
+    /// Producers: one sample per batch, its request queued to its
+    /// acknowledgement (what iggy-bench and Kafka's request latency give).
+    pub request: Histogram<u64>,
+    /// Producers: the client's counters (resends, duplicates suppressed).
+    pub producer: Option<rill_client::ProducerStats>,
 }
 
 impl ActorStats {
@@ -93,6 +103,22 @@ impl ActorStats {
             first_error: None,
             checksum: Checksum::default(),
             measure_from,
+            queued: latency_histogram(LATENCY_SIGFIG),
+            in_flight: latency_histogram(LATENCY_SIGFIG),
+            request: latency_histogram(LATENCY_SIGFIG),
+            producer: None,
+        }
+    }
+
+    /// Splits one measured record's ack latency into its time queued in the
+    /// producer and its time in flight; `first_of_batch` also records the
+    /// batch's request latency (once per batch).
+    pub fn split(&mut self, queued: Duration, in_flight: Duration, first_of_batch: bool) {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.queued.saturating_record(us(queued));
+        self.in_flight.saturating_record(us(in_flight));
+        if first_of_batch {
+            self.request.saturating_record(us(in_flight));
         }
     }
 
@@ -248,15 +274,46 @@ impl LatencySummary {
     }
 }
 
-/// Merges the actors' histograms.
+/// Merges the actors' ack (or end-to-end) latency histograms.
 pub fn merged_latency(actors: &[ActorStats]) -> Histogram<u64> {
+    merged(actors, |a| &a.latency)
+}
+
+/// Merges one histogram of every actor.
+pub fn merged(
+    actors: &[ActorStats],
+    which: impl Fn(&ActorStats) -> &Histogram<u64>,
+) -> Histogram<u64> {
     let mut h = latency_histogram(LATENCY_SIGFIG);
     for a in actors {
         // Same bounds on both sides; a failed add would only mean a
         // value above LATENCY_US_MAX, which saturating_record prevents.
-        let _ = h.add(&a.latency);
+        let _ = h.add(which(a));
     }
     h
+}
+
+/// The p99 of each second's latency, summarised over the run's seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct PerSecondP99 {
+    pub seconds: u64,
+    pub median_micros: u64,
+    pub max_micros: u64,
+}
+
+impl PerSecondP99 {
+    pub fn of(rows: &[SeriesRow]) -> Option<PerSecondP99> {
+        let mut p99s: Vec<u64> = rows.iter().filter_map(|r| r.p99_micros).collect();
+        if p99s.is_empty() {
+            return None;
+        }
+        p99s.sort_unstable();
+        Some(PerSecondP99 {
+            seconds: p99s.len() as u64,
+            median_micros: p99s[p99s.len() / 2],
+            max_micros: p99s[p99s.len() - 1],
+        })
+    }
 }
 
 /// One row of `timeseries.csv`.

@@ -47,6 +47,19 @@ fn produce_consume_in_embedded_mode_verifies_every_record() {
     assert_eq!(produce["total"]["records"], 20000);
     assert_eq!(produce["actors"].as_array().map(Vec::len), Some(2));
     assert_eq!(produce["latency"]["samples"], 20000);
+    // The split of each record's latency covers every record; the request
+    // latency has one sample per batch, each batch holding at least one.
+    assert_eq!(produce["queued"]["samples"], 20000);
+    assert_eq!(produce["in_flight"]["samples"], 20000);
+    let batches = produce["retries"]["batches_sent"]
+        .as_u64()
+        .expect("batches");
+    assert_eq!(
+        produce["request_latency"]["samples"].as_u64(),
+        Some(batches)
+    );
+    assert!((1..=20000).contains(&batches));
+    assert_eq!(produce["retries"]["batches_resent"], 0);
     let consume = &report["consume"];
     assert_eq!(consume["latency_kind"], "end-to-end");
     assert_eq!(consume["latency"]["samples"], 20000);
@@ -251,7 +264,24 @@ fn produce_scenario_prints_a_table_and_fixed_rate_counts_from_intended_times() {
         text.contains("producers: 2000 records acknowledged in"),
         "{text}"
     );
-    assert!(text.contains("ack latency (2000 samples)"), "{text}");
+    assert!(text.contains("per-record ack latency (send() to its acknowledgement, time queued in the producer included):\n    2000 samples"), "{text}");
+    assert!(
+        text.contains("of which queued in the producer: 2000 samples"),
+        "{text}"
+    );
+    assert!(
+        text.contains("of which in flight (request to ack): 2000 samples"),
+        "{text}"
+    );
+    assert!(
+        text.contains("request latency (a batch's request to its acknowledgement"),
+        "{text}"
+    );
+    assert!(
+        text.contains("per-second p99 of the ack latency over"),
+        "{text}"
+    );
+    assert!(text.contains("retries: 0 of "), "{text}");
     assert!(
         text.contains("note: too few samples to mean much for p99.99 (needs ≥ 10000 samples)"),
         "{text}"
