@@ -1,5 +1,8 @@
 //! Storage engine throughput: append (page cache and durable with group
-//! commit) and read, per I/O backend, for 1 KiB records in batches of 1,000.
+//! commit) and read, per I/O backend, for 1 KiB records in batches of 1,000;
+//! and what the idempotent producer's checks cost per batch (the check
+//! alone against maps of 1 to 10,000 producers, and small appends with and
+//! without a producer id).
 //!
 //! Run: `cargo bench -p rill-benches --bench storage`. Compare with this
 //! machine's own limits measured by `dd` (see BENCHMARKS.md).
@@ -10,9 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rill_benches::make_batch;
-use rill_protocol::Compression;
+use rill_protocol::{BatchBuilder, BatchHeader, Compression};
 use rill_storage::io::{open_backend, IoBackend, IoBackendChoice};
-use rill_storage::{Durability, LogConfig, PartitionLog};
+use rill_storage::{Durability, LogConfig, PartitionLog, ProducerStateMap};
 
 const RECORDS_PER_BATCH: usize = 1_000;
 const RECORD_BYTES: usize = 1_024;
@@ -161,5 +164,97 @@ fn read_page_cache(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append_page_cache, append_durable, read_page_cache);
+/// `check` + `record` of one idempotent batch (what an append adds under
+/// the log's lock), the producers taking turns, with `n` producers known.
+fn producer_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("producer_check");
+    let template = BatchHeader::parse(&idempotent_batch(7, 0, 1)).expect("header");
+    for n in [1usize, 1_000, 10_000] {
+        let mut map = ProducerStateMap::new(n, u64::MAX);
+        let mut next: Vec<i32> = vec![0; n];
+        let mut offset = 0u64;
+        let mut header = template;
+        // Five batches each, as a producer with five in flight leaves.
+        for _ in 0..5 {
+            for (pid, seq) in next.iter_mut().enumerate() {
+                header.producer_id = pid as i64;
+                header.base_sequence = *seq;
+                map.record(&header, offset, 0);
+                *seq += 1;
+                offset += 1;
+            }
+        }
+        let mut turn = 0usize;
+        group.bench_function(format!("{n}_producers"), |b| {
+            b.iter(|| {
+                let pid = turn % n;
+                turn += 1;
+                header.producer_id = pid as i64;
+                header.base_sequence = next[pid];
+                let decision = map.check(&header, 0).expect("in sequence");
+                map.record(&header, offset, 0);
+                next[pid] += 1;
+                offset += 1;
+                decision
+            })
+        });
+    }
+    group.finish();
+}
+
+fn idempotent_batch(pid: i64, seq: i32, records: usize) -> Bytes {
+    let mut b = BatchBuilder::new(Compression::None).with_producer(pid, 0, seq);
+    for i in 0..records {
+        b.push(1_700_000_000_000, None, &[i as u8; 100], &[]);
+    }
+    b.finish().expect("small batch")
+}
+
+/// Small batches (one 100-byte record) appended to the page cache, with
+/// and without a producer id: the per-batch cost idempotence adds to the
+/// whole append path.
+fn append_small(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("append_small");
+    group.throughput(Throughput::Elements(1));
+    let backend = open_backend(IoBackendChoice::Std).expect("std backend always opens");
+    for idempotent in [false, true] {
+        let name = if idempotent { "idempotent" } else { "plain" };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let log = PartitionLog::open(dir.path(), bench_config(), backend.clone())
+                    .expect("open log");
+                let inputs: Vec<BytesMut> = (0..iters)
+                    .map(|i| {
+                        let pid = if idempotent { 1 } else { -1 };
+                        let seq = if idempotent { i as i32 } else { -1 };
+                        BytesMut::from(&idempotent_batch(pid, seq, 1)[..])
+                    })
+                    .collect();
+                let start = Instant::now();
+                rt.block_on(async {
+                    for bytes in inputs {
+                        log.append(bytes, Durability::Written)
+                            .await
+                            .expect("append");
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    append_page_cache,
+    append_durable,
+    read_page_cache,
+    producer_check,
+    append_small
+);
 criterion_main!(benches);
