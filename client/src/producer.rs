@@ -15,7 +15,11 @@
 //! # In flight, ordering and retries
 //! Up to `max_in_flight_per_partition` (default 5) requests of one
 //! partition are in flight at once, all on one connection, which the broker
-//! answers and appends in order. A partition's batches keep their order
+//! answers and appends in order. Only full batches (`batch_size`) join
+//! requests already in flight; a batch still filling waits until its
+//! partition has nothing in flight, so at light load records gather while a
+//! request is out (natural batching) and at heavy load full batches keep
+//! several requests, and the broker's group commit, busy. A partition's batches keep their order
 //! through failures: when one fails retriably (a lost connection, a
 //! timeout, a retriable broker error) the partition sends nothing new,
 //! waits until none of its requests is in flight, then, after a backoff,
@@ -1128,14 +1132,21 @@ impl Inner {
                 }
                 continue;
             }
-            // New batches, while the partition has room in flight.
+            // New batches, while the partition has room in flight. A batch
+            // still filling is sealed only when nothing of its partition is
+            // in flight (or a flush or close asks): while requests are in
+            // flight records gather into it, so at light load requests
+            // follow the round trip, not the record rate; full batches go
+            // at once, up to `max_in_flight`, which is what keeps a busy
+            // partition's pipe (and one group-committed fsync) full.
             while queue.unacked.len() < max_in_flight {
                 if queue.ready.is_empty() {
                     if let Some(open) = &queue.open {
                         let due = open.created + linger;
-                        if due <= now || open.id < flush_below || closed {
+                        let forced = open.id < flush_below || closed;
+                        if forced || (due <= now && queue.unacked.is_empty()) {
                             seal(queue);
-                        } else {
+                        } else if queue.unacked.is_empty() {
                             soonest(due);
                         }
                     }
