@@ -194,12 +194,21 @@ impl Drop for Connection {
 impl Connection {
     /// Connects to `addr` (`host:port`) and negotiates API versions.
     pub async fn connect(addr: &str, config: ConnectionConfig) -> Result<Connection> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| ClientError::Connect {
-                addr: addr.to_owned(),
-                source: Arc::new(e),
-            })?;
+        // Bounded: a black-holed address would otherwise hold the caller
+        // (a producer's sender, and every deadline behind it) for the
+        // kernel's SYN timeout, minutes.
+        let connect = tokio::time::timeout(config.request_timeout, TcpStream::connect(addr));
+        let stream = match connect.await {
+            Ok(connected) => connected,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {:?}", config.request_timeout),
+            )),
+        }
+        .map_err(|e| ClientError::Connect {
+            addr: addr.to_owned(),
+            source: Arc::new(e),
+        })?;
         // Requests are small and latency matters more than packet count;
         // the writer task already coalesces frames.
         stream.set_nodelay(true)?;
@@ -724,6 +733,13 @@ async fn write_loop(
         let mut result = Ok(());
         // Coalesce whatever is queued into one flush.
         'queued: while let Some(out) = next.take() {
+            // Once the connection is closed (a timeout failed every
+            // pending request) nothing queued may still reach the peer:
+            // its caller already treats it as failed and may resend it.
+            if shared.lock().closed.is_some() {
+                let _ = writer.shutdown().await;
+                return;
+            }
             for chunk in &out.frame {
                 result = writer.write_all(chunk).await;
                 if result.is_err() {

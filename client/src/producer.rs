@@ -120,6 +120,9 @@ pub const DELIVERY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(120);
 /// per partition, so a retry is always among them (Kafka's limit too).
 pub const MAX_IN_FLIGHT_PER_PARTITION_DEFAULT: usize = 5;
 pub const MAX_IN_FLIGHT_PER_PARTITION_IDEMPOTENT_MAX: usize = 5;
+/// Longest duration any setting may hold (a year): deadlines are computed
+/// as `Instant + setting` and must not overflow.
+pub const DURATION_CONFIG_MAX: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Bytes one record is charged in the buffer beyond its key, value and
 /// headers: the archived record's fixed fields and relative pointers.
 const RECORD_OVERHEAD_BYTES: usize = 64;
@@ -237,6 +240,21 @@ impl ProducerConfig {
                     self.linger.saturating_add(self.request_timeout)
                 ),
             );
+        }
+        for (field, value) in [
+            ("linger", self.linger),
+            ("retry_backoff", self.retry_backoff),
+            ("retry_backoff_max", self.retry_backoff_max),
+            ("delivery_timeout", self.delivery_timeout),
+            ("request_timeout", self.request_timeout),
+            ("max_block", self.max_block),
+        ] {
+            if value > DURATION_CONFIG_MAX {
+                return invalid(
+                    field,
+                    format!("{value:?} is over the limit of {DURATION_CONFIG_MAX:?}"),
+                );
+            }
         }
         if self.retry_backoff_max < self.retry_backoff {
             return invalid(
@@ -1080,6 +1098,15 @@ impl Inner {
                 fail_unsent(queue, fatal, deliveries);
                 continue;
             }
+            // A flush or close sends (or fails) what is open, whatever the
+            // partition waits for.
+            if queue
+                .open
+                .as_ref()
+                .is_some_and(|open| open.id < flush_below || closed)
+            {
+                seal(queue);
+            }
             if let Some(at) = self.expire(queue, now, deliveries) {
                 soonest(at);
             }
@@ -1087,7 +1114,13 @@ impl Inner {
             if queue.resequence && in_flight == 0 {
                 match (identity, queue.owner) {
                     (Some(current), Some(owner)) if current == owner => {
-                        bump.get_or_insert(current);
+                        // Only worth a round trip with something to send.
+                        let pending = !queue.unacked.is_empty()
+                            || !queue.ready.is_empty()
+                            || queue.open.is_some();
+                        if pending {
+                            bump.get_or_insert(current);
+                        }
                         continue;
                     }
                     (Some(current), _) => renumber(queue, current),
@@ -1139,10 +1172,10 @@ impl Inner {
             // follow the round trip, not the record rate; full batches go
             // at once, up to `max_in_flight`, which is what keeps a busy
             // partition's pipe (and one group-committed fsync) full.
-            while queue.unacked.len() < max_in_flight {
+            while queue.unacked.len() < max_in_flight && !queue.resequence {
                 if queue.ready.is_empty() {
                     if let Some(open) = &queue.open {
-                        let due = open.created + linger;
+                        let due = open.created.checked_add(linger).unwrap_or(now);
                         let forced = open.id < flush_below || closed;
                         if forced || (due <= now && queue.unacked.is_empty()) {
                             seal(queue);
@@ -1182,14 +1215,20 @@ impl Inner {
                         }
                     }
                     Content::Built(bytes) => {
+                        Counters::add(&self.counters.batches_sent, 1);
                         batch.content = Content::Built(bytes.clone());
                         TakenWork::Built(bytes)
                     }
-                    Content::Finishing => continue,
+                    // Never in `ready` (only taken batches are finishing);
+                    // failed rather than lost if it ever were.
+                    Content::Finishing => {
+                        batch.flight = Flight::Done(Err(ClientError::Closed));
+                        queue.unacked.push_back(batch);
+                        continue;
+                    }
                 };
                 batch.flight = Flight::Sent;
                 batch.attempts = 1;
-                Counters::add(&self.counters.batches_sent, 1);
                 taken.push(Taken {
                     topic: Arc::clone(&batch.topic),
                     partition: batch.partition,
@@ -1236,7 +1275,10 @@ impl Inner {
                 continue;
             };
             match result {
-                Ok(bytes) => batch.content = Content::Built(bytes),
+                Ok(bytes) => {
+                    Counters::add(&self.counters.batches_sent, 1);
+                    batch.content = Content::Built(bytes);
+                }
                 Err(e) => {
                     batch.flight = Flight::Done(Err(e));
                     if self.idempotent {
@@ -1323,20 +1365,26 @@ impl Inner {
                         batch.flight = Flight::Done(Err(fenced.clone()));
                         state.fatal.get_or_insert(fenced);
                     } else if gap && !head {
-                        // Behind a batch that failed: resent after it.
+                        // Behind a batch that failed: resent after it,
+                        // without spending one of its own attempts.
+                        batch.attempts = batch.attempts.saturating_sub(1);
                         self.retry(queue, index, e, now);
                     } else if gap {
                         debug!(topic = %topic, partition, error = %e, "sequence gap; the partition's batches are renumbered under a new epoch");
                         batch.flight = Flight::Waiting;
                         batch.last_error = Some(e);
                         queue.resequence = true;
-                    } else if e.is_retriable() {
+                    } else if e.is_retriable() || code.is_none() {
+                        // No broker answer (a broken or out-of-step
+                        // connection): the outcome is unknown, a resend is
+                        // the only safe move.
                         self.retry(queue, index, e, now);
                     } else {
                         warn!(topic = %topic, partition, error = %e, "batch failed");
                         batch.flight = Flight::Done(Err(e));
                         if self.idempotent {
-                            // Its sequences were never written: a gap.
+                            // The broker refused it: its sequences were
+                            // never written, a gap for what follows.
                             queue.resequence = true;
                         }
                     }
@@ -1367,20 +1415,27 @@ impl Inner {
         deliveries: &mut Vec<Delivery>,
     ) -> Option<Instant> {
         let timeout = self.config.delivery_timeout;
-        let expired = |b: &Batch| now.duration_since(b.created) >= timeout;
+        let expired = |b: &Batch| now.saturating_duration_since(b.created) >= timeout;
+        if queue.open.as_ref().is_some_and(expired) {
+            seal(queue);
+        }
+        // Failed batches join the tail of `unacked` as done, so their
+        // waiters hear after those of every batch sent before them.
         while queue.ready.front().is_some_and(expired) {
-            let Some(batch) = queue.ready.pop_front() else {
+            let Some(mut batch) = queue.ready.pop_front() else {
                 break;
             };
-            deliveries.push(finish_batch(batch, Err(timed_out(timeout, None))));
+            batch.flight = Flight::Done(Err(timed_out(timeout, None)));
+            queue.unacked.push_back(batch);
         }
         for batch in queue.unacked.iter_mut() {
             if matches!(batch.flight, Flight::Waiting) && expired(batch) {
+                // Its last attempt's outcome is unknown: it may be in the
+                // log. The batches after it keep their sequences; the
+                // broker's answer to the next one tells whether there is
+                // a gap (out of order at the head) or not.
                 let last = batch.last_error.take();
                 batch.flight = Flight::Done(Err(timed_out(timeout, last)));
-                if self.idempotent {
-                    queue.resequence = true;
-                }
             }
         }
         deliveries.extend(pop_done(queue));
@@ -1389,11 +1444,15 @@ impl Inner {
             .iter()
             .filter(|b| matches!(b.flight, Flight::Waiting));
         queue
-            .ready
-            .front()
-            .into_iter()
+            .open
+            .iter()
+            .chain(queue.ready.front())
             .chain(waiting)
-            .map(|b| b.created + timeout)
+            .map(|b| {
+                b.created
+                    .checked_add(timeout)
+                    .unwrap_or(now + DURATION_CONFIG_MAX)
+            })
             .min()
     }
 
@@ -1414,15 +1473,14 @@ impl Inner {
             } else {
                 error
             };
+            // Written or not: nobody knows, so what follows keeps its
+            // sequences and the broker's next answer settles it (see
+            // `expire`).
             batch.flight = Flight::Done(Err(error));
-            if self.idempotent {
-                // Written or not: nobody knows. Renumber what follows.
-                queue.resequence = true;
-            }
             return;
         }
         debug!(topic = %batch.topic, partition = batch.partition, error = %error, attempt = batch.attempts, "batch will be resent");
-        let at = now + self.backoff(batch.attempts);
+        let at = now.checked_add(self.backoff(batch.attempts)).unwrap_or(now);
         batch.flight = Flight::Waiting;
         batch.last_error = Some(error);
         queue.retry_at = Some(queue.retry_at.map_or(at, |t| t.max(at)));
@@ -1567,13 +1625,15 @@ fn pop_done(queue: &mut PartitionQueue) -> Vec<Delivery> {
 /// Fails every batch of `queue` not in flight (after a fence).
 fn fail_unsent(queue: &mut PartitionQueue, fatal: &ClientError, deliveries: &mut Vec<Delivery>) {
     seal(queue);
-    for batch in queue.ready.drain(..) {
-        deliveries.push(finish_batch(batch, Err(fatal.clone())));
-    }
     for batch in queue.unacked.iter_mut() {
         if matches!(batch.flight, Flight::Waiting) {
             batch.flight = Flight::Done(Err(fatal.clone()));
         }
+    }
+    // Behind what was sent, so waiters hear in send order.
+    for mut batch in queue.ready.drain(..) {
+        batch.flight = Flight::Done(Err(fatal.clone()));
+        queue.unacked.push_back(batch);
     }
     deliveries.extend(pop_done(queue));
 }
@@ -1645,7 +1705,9 @@ async fn bump_epoch(inner: Arc<Inner>, current: SequenceOwner) {
                     epoch = next.1,
                     "producer epoch bumped to close a sequence gap"
                 );
-                Counters::add(&inner.counters.epoch_bumps, 1);
+                if next.0 == current.0 {
+                    Counters::add(&inner.counters.epoch_bumps, 1);
+                }
                 state.identity = Some(next);
                 state.bump_not_before = None;
             }
@@ -1653,7 +1715,7 @@ async fn bump_epoch(inner: Arc<Inner>, current: SequenceOwner) {
             // by their delivery timeout, and the next plan asks again.
             Err(e) if e.is_retriable() => {
                 warn!(error = %e, "cannot bump the producer epoch yet");
-                state.bump_not_before = Some(Instant::now() + inner.config.retry_backoff_max);
+                state.bump_not_before = Instant::now().checked_add(inner.config.retry_backoff_max);
             }
             Err(e) => {
                 warn!(error = %e, "the broker refuses to bump the producer epoch; failing what is not yet acknowledged");

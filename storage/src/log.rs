@@ -353,8 +353,19 @@ impl PartitionLog {
             config.producer_ids_max,
             config.producer_id_expiration_ms,
             !read_only,
+            now,
         )?;
         producers.remove_expired(now);
+        // What the rebuild read is not read again at the next open (a
+        // directory written before producer snapshots existed is scanned
+        // once). Not fatal: the next open would replay the same headers.
+        let replayed =
+            producer_rebuild.batches_replayed > 0 || producer_rebuild.snapshot_offset.is_none();
+        if !read_only && replayed {
+            if let Err(e) = producers::write_snapshot(dir, &producers, end, true) {
+                tracing::warn!(dir = %dir.display(), error = %e, "producer state snapshot at open failed");
+            }
+        }
         tracing::info!(
             dir = %dir.display(), log_start, log_end = end, segments = segments.len(),
             clean = recovery.clean_shutdown, bytes_truncated = recovery.bytes_truncated,
@@ -574,7 +585,6 @@ impl PartitionLog {
         durability: Durability,
         max_timestamp: i64,
     ) -> Result<AppendInfo> {
-        self.duplicates.fetch_add(1, Ordering::Relaxed);
         let end = kept.last_offset() + 1;
         {
             let inner = self.lock();
@@ -582,7 +592,6 @@ impl PartitionLog {
             // always below the assigned end; were it not, waiting for it
             // would never end.
             if inner.epoch == epoch && end > inner.next_offset {
-                debug_assert!(false, "producer state names offsets past the log end");
                 return Err(StorageError::WriteRefused {
                     reason: format!(
                         "the original of this retry ended at offset {end}, past the log end {}",
@@ -592,9 +601,13 @@ impl PartitionLog {
             }
         }
         self.wait_written(end, epoch).await?;
-        if durability == Durability::Synced {
+        // As durable as a first write of the same batch would be: synced
+        // for `Synced`, and under `fsync=always` whatever was asked (the
+        // original's own appender may still be waiting for its fsync).
+        if durability == Durability::Synced || self.config.fsync == FsyncPolicy::Always {
             self.sync_to(end).await?;
         }
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
         Ok(AppendInfo {
             base_offset: kept.base_offset,
             last_offset: kept.last_offset(),
@@ -607,7 +620,7 @@ impl PartitionLog {
     /// Rebuilds the producer state from what the log now holds, after a
     /// suffix of it was removed (see `producers`).
     fn rebuild_producers(&self, inner: &mut Inner) -> Result<()> {
-        let (producers, report) = producers::rebuild(
+        let (mut producers, report) = producers::rebuild(
             &self.dir,
             &inner.segments,
             inner.log_start,
@@ -615,7 +628,9 @@ impl PartitionLog {
             self.config.producer_ids_max,
             self.config.producer_id_expiration_ms,
             true,
+            wall_ms(),
         )?;
+        producers.carry_counters(&inner.producers);
         inner.producers = producers;
         inner.producer_rebuild = report;
         Ok(())
@@ -1162,11 +1177,18 @@ impl PartitionLog {
             recovery::remove_segment_files(&self.dir, segment.base_offset, self.backend.as_ref())?;
         }
         if !removed.is_empty() {
-            producers::prune_below(&self.dir, log_start)?;
-            if let Err(e) = self.backend.sync_dir(&self.dir) {
+            // A failed fsync (of the directory, or of the snapshot kept)
+            // cannot be retried safely: the log fails, as for a segment.
+            let synced = producers::prune_below(&self.dir, log_start, self.backend.as_ref())
+                .and_then(|()| {
+                    self.backend
+                        .sync_dir(&self.dir)
+                        .map_err(|e| StorageError::io(&self.dir, e))
+                });
+            if let Err(e) = synced {
                 let mut inner = self.lock();
                 self.fail(&mut inner, format!("directory sync failed: {e}"));
-                return Err(StorageError::io(&self.dir, e));
+                return Err(e);
             }
             tracing::info!(
                 dir = %self.dir.display(), segments = outcome.segments_deleted,
@@ -1293,7 +1315,14 @@ impl PartitionLog {
             segment.time_index.repair_if_dirty()?;
             segment.sync_indexes()?;
         }
-        producers::write_snapshot(&self.dir, &inner.producers, inner.next_offset, true)?;
+        // Best effort: without it the next open replays from an older
+        // snapshot instead (a full disk must not turn a clean stop into an
+        // unclean one).
+        if let Err(e) =
+            producers::write_snapshot(&self.dir, &inner.producers, inner.next_offset, true)
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "producer state snapshot at close failed");
+        }
         let state = CleanState {
             end_offset: inner.next_offset,
             active_size: inner.active().size,

@@ -31,9 +31,11 @@
 //! (Kafka's `producer.id.expiration.ms`): [`ProducerStateMap::check`]
 //! treats such an id as unknown at once, and
 //! [`ProducerStateMap::remove_expired`] frees it. "Since" is measured on
-//! the broker's clock for live appends, so a producer whose clock is behind
-//! is not aged early; a replayed batch, which carries no broker time, counts
-//! from its max timestamp. At most `max_producers` ids are kept: recording
+//! the broker's clock, never the producer's (whose clock may be off by
+//! more than the expiration): live appends count at their append, a batch
+//! replayed from the log at the replay (a restart may so extend an idle
+//! producer's life by up to one expiration; it never shortens it). At most
+//! `max_producers` ids are kept: recording
 //! a new one beyond that evicts the least recently used. A forgotten
 //! producer's next batch gets `UnknownProducerId` (unless it starts a
 //! sequence), and its producer starts a new epoch.
@@ -243,6 +245,13 @@ impl ProducerStateMap {
         self.expirations
     }
 
+    /// Continues `previous`'s eviction and expiry counts (a rebuilt map
+    /// replaces it; its own replay's evictions are not new ones).
+    pub fn carry_counters(&mut self, previous: &ProducerStateMap) {
+        self.evictions = previous.evictions;
+        self.expirations = previous.expirations;
+    }
+
     /// The epoch and kept batches of `producer_id`, oldest first.
     pub fn producer(&self, producer_id: i64) -> Option<(i16, Vec<BatchMeta>)> {
         self.entries
@@ -336,13 +345,14 @@ impl ProducerStateMap {
     }
 
     /// Applies an appended batch whose first offset is `base_offset`,
-    /// recorded at `now_ms`: an append that [`Self::check`] allowed (at the
-    /// broker's time), or a batch replayed from the log (which is the
-    /// truth, so replay does not check; it passes the batch's max
-    /// timestamp). Returns whether recording it evicted another producer at
-    /// the cap.
+    /// recorded at `now_ms` (the broker's clock): an append that
+    /// [`Self::check`] allowed, or a batch replayed from the log (which is
+    /// the truth, so replay does not check). Returns whether recording it
+    /// evicted another producer at the cap.
     pub fn record(&mut self, header: &BatchHeader, base_offset: u64, now_ms: i64) -> bool {
-        if !header.is_idempotent() {
+        // A malformed one (which `check` refuses, but an old log may hold)
+        // is skipped: a snapshot could not encode it.
+        if !header.is_idempotent() || header.producer_epoch < 0 || header.base_sequence < 0 {
             return false;
         }
         self.use_counter += 1;

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use rill_protocol::batch::{BatchHeader, HEADER_LEN};
 
 use crate::error::{Result, StorageError};
-use crate::io::LogFile;
+use crate::io::{IoBackend, LogFile};
 use crate::producer_state::{
     parse_snapshot_name, snapshot_file_name, ProducerStateMap, SNAPSHOT_SUFFIX,
 };
@@ -59,9 +59,10 @@ fn snapshot_path(dir: &Path, offset: u64) -> PathBuf {
     dir.join(snapshot_file_name(offset))
 }
 
-/// Offsets of the snapshot files in `dir`, ascending. Leftover temporary
-/// files of an interrupted write are removed when `writable`.
-pub(crate) fn list_snapshots(dir: &Path, writable: bool) -> Result<Vec<u64>> {
+/// Offsets of the snapshot files in `dir`, ascending. With `remove_tmp`,
+/// leftover temporary files of an interrupted write are removed: only
+/// under the log's lock, where no roll can be writing one.
+pub(crate) fn list_snapshots(dir: &Path, remove_tmp: bool) -> Result<Vec<u64>> {
     let mut offsets = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -74,7 +75,7 @@ pub(crate) fn list_snapshots(dir: &Path, writable: bool) -> Result<Vec<u64>> {
         let Some(name) = name.to_str() else { continue };
         if let Some(offset) = parse_snapshot_name(name) {
             offsets.push(offset);
-        } else if writable && name.ends_with(&format!(".{SNAPSHOT_SUFFIX}.{TMP_SUFFIX}")) {
+        } else if remove_tmp && name.ends_with(&format!(".{SNAPSHOT_SUFFIX}.{TMP_SUFFIX}")) {
             remove(&entry.path())?;
         }
     }
@@ -122,12 +123,27 @@ pub(crate) fn write_snapshot(
 /// Removes snapshots older than `log_start`, keeping the newest one
 /// whatever its offset: after retention, producers whose batches were
 /// deleted are still in it (retention must not forget live producers).
-pub(crate) fn prune_below(dir: &Path, log_start: u64) -> Result<()> {
-    let offsets = list_snapshots(dir, true)?;
+/// Runs outside the log's lock (retention), so it leaves temporary files
+/// alone; and before it removes anything the newest snapshot is made
+/// durable, so a power loss cannot leave only snapshots that were never
+/// synced (written at rolls) and lose the producers of deleted segments.
+pub(crate) fn prune_below(dir: &Path, log_start: u64, backend: &dyn IoBackend) -> Result<()> {
+    let offsets = list_snapshots(dir, false)?;
     let Some((newest, older)) = offsets.split_last() else {
         return Ok(());
     };
-    for &offset in older.iter().filter(|&&o| o < log_start && o != *newest) {
+    let doomed: Vec<u64> = older.iter().copied().filter(|&o| o < log_start).collect();
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    let path = snapshot_path(dir, *newest);
+    std::fs::File::open(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StorageError::io(&path, e))?;
+    backend
+        .sync_dir(dir)
+        .map_err(|e| StorageError::io(dir, e))?;
+    for offset in doomed {
         remove(&snapshot_path(dir, offset))?;
     }
     Ok(())
@@ -136,7 +152,15 @@ pub(crate) fn prune_below(dir: &Path, log_start: u64) -> Result<()> {
 /// Rebuilds the producer state of the log whose segments are `segments`
 /// (oldest first, every one readable up to its `written_size`) and whose
 /// readable range is `log_start..end` (module docs). With `writable`,
-/// snapshots past `end` or failing their checks are removed.
+/// snapshots past `end` or failing their checks are removed (and leftover
+/// temporary files: callers hold the log's lock or are opening it).
+/// Replayed batches count as recorded at `now_ms`: a batch's own timestamp
+/// is the producer's clock, which must not age anyone (producer_state,
+/// "Bounds").
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the log's parts and settings; open and the suffix removals pass them from different places"
+)]
 pub(crate) fn rebuild(
     dir: &Path,
     segments: &[Segment],
@@ -145,6 +169,7 @@ pub(crate) fn rebuild(
     max_producers: usize,
     expiration_ms: u64,
     writable: bool,
+    now_ms: i64,
 ) -> Result<(ProducerStateMap, ProducerRebuild)> {
     let mut report = ProducerRebuild::default();
     let mut start = None;
@@ -201,9 +226,7 @@ pub(crate) fn rebuild(
         };
         let replayed = for_each_header(segment.log.as_ref(), pos, segment.written_size, |header| {
             if header.base_offset >= from && header.base_offset < end {
-                // A replayed batch carries no broker time: its own max
-                // timestamp stands in (see producer_state, "Bounds").
-                state.record(header, header.base_offset, header.max_timestamp);
+                state.record(header, header.base_offset, now_ms);
                 report.batches_replayed += 1;
             }
         });
@@ -238,6 +261,7 @@ fn for_each_header(
     let mut buf = vec![0u8; SCAN_CHUNK_BYTES];
     let (mut buf_start, mut buf_len) = (0u64, 0usize);
     let mut last_len = 0u64;
+    let mut expected: Option<u64> = None;
     while pos + HEADER_LEN as u64 <= limit {
         let held = pos >= buf_start && pos + HEADER_LEN as u64 <= buf_start + buf_len as u64;
         if !held {
@@ -263,6 +287,19 @@ fn for_each_header(
                 format!("batch of {len} bytes runs past the end at {limit}"),
             ));
         }
+        // Headers are not CRC-checked here (trusted segments were never
+        // scanned): one that does not continue the offsets is damage, and
+        // the replay stops before it as a read would.
+        if expected.is_some_and(|e| e != header.base_offset) {
+            return Err(corrupt(
+                pos,
+                format!(
+                    "batch at offset {} does not continue the log",
+                    header.base_offset
+                ),
+            ));
+        }
+        expected = Some(header.next_offset());
         f(&header);
         last_len = len;
         pos += len;

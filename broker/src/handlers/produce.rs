@@ -84,7 +84,7 @@ fn append(log: Arc<PartitionLog>, batch: BytesMut, durability: Durability) -> Ap
     Box::pin(async move {
         let started = Instant::now();
         let result = log.append(batch, durability).await;
-        if durability == Durability::Synced && result.is_ok() {
+        if durability == Durability::Synced && result.as_ref().is_ok_and(|i| !i.duplicate) {
             ::metrics::histogram!(metrics::FSYNC_DURATION_SECONDS)
                 .record(started.elapsed().as_secs_f64());
         }
