@@ -55,24 +55,33 @@ fn append_page_cache(c: &mut Criterion) {
     for (name, backend) in backends() {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let log = PartitionLog::open(dir.path(), bench_config(), backend.clone())
-                    .expect("open log");
-                let inputs: Vec<BytesMut> =
-                    (0..iters).map(|_| BytesMut::from(&batch[..])).collect();
-                let start = Instant::now();
-                rt.block_on(async {
-                    for bytes in inputs {
-                        log.append(bytes, Durability::Written)
-                            .await
-                            .expect("append");
-                    }
-                });
-                start.elapsed()
+                let inputs = (0..iters).map(|_| BytesMut::from(&batch[..])).collect();
+                timed_appends(&rt, &backend, inputs)
             })
         });
     }
     group.finish();
+}
+
+/// Appends `inputs` one after another to a fresh log (deleted afterwards)
+/// with `Durability::Written`; returns the time the appends took, the log's
+/// opening left out.
+fn timed_appends(
+    rt: &tokio::runtime::Runtime,
+    backend: &Arc<dyn IoBackend>,
+    inputs: Vec<BytesMut>,
+) -> Duration {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), bench_config(), backend.clone()).expect("open log");
+    let start = Instant::now();
+    rt.block_on(async {
+        for bytes in inputs {
+            log.append(bytes, Durability::Written)
+                .await
+                .expect("append");
+        }
+    });
+    start.elapsed()
 }
 
 /// `appenders` tasks append concurrently with `Durability::Synced`; the
@@ -224,25 +233,14 @@ fn append_small(c: &mut Criterion) {
         let name = if idempotent { "idempotent" } else { "plain" };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let log = PartitionLog::open(dir.path(), bench_config(), backend.clone())
-                    .expect("open log");
-                let inputs: Vec<BytesMut> = (0..iters)
+                let inputs = (0..iters)
                     .map(|i| {
                         let pid = if idempotent { 1 } else { -1 };
                         let seq = if idempotent { i as i32 } else { -1 };
                         BytesMut::from(&idempotent_batch(pid, seq, 1)[..])
                     })
                     .collect();
-                let start = Instant::now();
-                rt.block_on(async {
-                    for bytes in inputs {
-                        log.append(bytes, Durability::Written)
-                            .await
-                            .expect("append");
-                    }
-                });
-                start.elapsed()
+                timed_appends(&rt, &backend, inputs)
             })
         });
     }
