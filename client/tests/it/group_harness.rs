@@ -84,6 +84,10 @@ pub struct Journal {
     /// `(member, partition, committed next offset)` after each successful
     /// commit.
     pub committed: Vec<(String, u32, u64)>,
+    /// The same, written before each commit is sent: a member killed while
+    /// its commit is in flight leaves the broker holding either this or the
+    /// last `committed` one, and nothing tells which.
+    pub commit_attempts: Vec<(String, u32, u64)>,
     pub ownership: Vec<OwnershipEvent>,
 }
 
@@ -257,13 +261,18 @@ async fn run_member(
             polls_since_commit += 1;
             if commit_every.is_some_and(|n| polls_since_commit >= n) {
                 polls_since_commit = 0;
+                let positions: Vec<(u32, u64)> = consumer
+                    .assignment()
+                    .into_iter()
+                    .filter_map(|(t, p)| Some((p, consumer.position(&t, p)?)))
+                    .collect();
+                lock(&journal)
+                    .commit_attempts
+                    .extend(positions.iter().map(|&(p, next)| (name.clone(), p, next)));
                 consumer.commit().await.expect("commit");
-                let mut j = lock(&journal);
-                for (t, p) in consumer.assignment() {
-                    if let Some(next) = consumer.position(&t, p) {
-                        j.committed.push((name.clone(), p, next));
-                    }
-                }
+                lock(&journal)
+                    .committed
+                    .extend(positions.iter().map(|&(p, next)| (name.clone(), p, next)));
             }
         }
         assignment_tx.send_replace(consumer.assignment());
