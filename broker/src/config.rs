@@ -14,7 +14,7 @@
 //!
 //! The topic settings here (`num_partitions`, `segment_bytes`, ...) are the
 //! defaults for topics created without per-topic overrides; see
-//! [`crate::topics::TopicConfig`].
+//! [`crate::topic_config::TopicConfig`].
 
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -25,7 +25,8 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use rill_storage::FsyncPolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::topics::{TopicConfig, PARTITIONS_MAX};
+pub use crate::topic_config::parse_fsync_policy;
+use crate::topic_config::{optional_ms, TopicConfig, PARTITIONS_MAX};
 
 const MIB: u64 = 1024 * 1024;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -469,21 +470,6 @@ impl BrokerConfig {
     }
 }
 
-/// `-1` means "none"; other negatives are errors.
-pub(crate) fn optional_ms(name: &str, v: i64) -> Result<Option<u64>, String> {
-    match v {
-        -1 => Ok(None),
-        v if v >= 0 => Ok(Some(v.unsigned_abs())),
-        v => Err(format!("{name} {v} must be -1 (none) or >= 0")),
-    }
-}
-
-/// Parses `always`, `never`, `interval_ms:N`, `interval_bytes:N` (the
-/// storage crate's syntax; zero intervals are refused by `validate()`).
-pub fn parse_fsync_policy(s: &str) -> Result<FsyncPolicy, String> {
-    s.trim().parse::<FsyncPolicy>().map_err(|e| e.to_string())
-}
-
 mod fsync_serde {
     use rill_storage::FsyncPolicy;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -494,7 +480,7 @@ mod fsync_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FsyncPolicy, D::Error> {
         let s = String::deserialize(d)?;
-        super::parse_fsync_policy(&s).map_err(serde::de::Error::custom)
+        crate::topic_config::parse_fsync_policy(&s).map_err(serde::de::Error::custom)
     }
 }
 

@@ -64,9 +64,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::handlers;
+use crate::handlers::{self, HandlerOutput};
 use crate::metrics;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Requests one connection may have decoded and not yet answered; with the
 /// byte budget this bounds a connection's memory and task count.
@@ -83,9 +83,6 @@ const _: () = assert!(BODY_CHUNK_BYTES > READ_BUFFER_BYTES);
 /// (the header decoder rejects those before returning the id).
 const HEADER_OFFSET_CORRELATION_ID: usize = 2 * std::mem::size_of::<u16>();
 const HEADER_CORRELATION_ID_END: usize = HEADER_OFFSET_CORRELATION_ID + std::mem::size_of::<u32>();
-
-/// What a handler task produces: a response, or nothing (acks=none produce).
-pub(crate) type HandlerOutput = Option<Response>;
 
 /// Why a connection ended; the reason label of `rill_connection_errors_total`.
 #[derive(Debug, thiserror::Error)]
@@ -410,7 +407,7 @@ async fn read_loop(rd: OwnedReadHalf, tx: mpsc::Sender<Pending>, shared: &Arc<Sh
         // first byte.
         let got = tokio::select! {
             got = rd.read(prefix_first) => got,
-            _ = crate::server::stopped(&mut shutdown) => return Closed::Clean,
+            _ = crate::shutdown::stopped(&mut shutdown) => return Closed::Clean,
         };
         match got {
             Ok(0) => return Closed::Clean,

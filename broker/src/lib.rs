@@ -16,8 +16,22 @@
 //!   request order (pipelining).
 //! - `handlers`: one module per API, each turning a decoded request into
 //!   its response.
-//! - [`topics`]: the topic registry: topic metadata on disk, partition logs,
-//!   create/delete, name and config rules.
+//! - [`topics`]: the topic registry: topic metadata on disk, the topics'
+//!   partitions, create/delete.
+//! - [`topic_config`]: a topic's settings (Kafka's keys), their parsing and
+//!   defaults, name rules.
+//! - [`partition`]: [`partition::Partition`], the layer between handlers
+//!   and storage: appends at an ack level, reads below the high watermark.
+//!   Handlers know the protocol and nothing of how a partition keeps its
+//!   data; a partition knows that and nothing of the protocol.
+//! - `shared`: the state connections and handlers share (registry,
+//!   coordinator, producer ids, limits), apart from the server that builds
+//!   it, so handlers never import the server.
+//! - `shutdown`: the shutdown signal every task waits on.
+//!
+//! Dependencies run one way: `server` → `connection` → `handlers` →
+//! `shared` → `topics` → `partition` → `metrics`; `config` and `topics`
+//! both use `topic_config`. No module imports one that imports it back.
 //! - [`metrics`]: metric names, the process-wide Prometheus recorder and the
 //!   `/metrics` endpoint.
 //! - [`coordinator`]: the consumer group coordinator (KIP-848 heartbeats,
@@ -36,8 +50,12 @@ pub mod coordinator;
 pub mod error;
 mod handlers;
 pub mod metrics;
+pub mod partition;
 pub mod producer_ids;
 pub mod server;
+mod shared;
+mod shutdown;
+pub mod topic_config;
 pub mod topics;
 
 pub use config::{BrokerConfig, ConfigError, IoBackendSetting};

@@ -230,7 +230,7 @@ pub(crate) async fn serve(listener: TcpListener, mut shutdown: tokio::sync::watc
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            _ = crate::server::stopped(&mut shutdown) => return,
+            _ = crate::shutdown::stopped(&mut shutdown) => return,
         }
     }
 }

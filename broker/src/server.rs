@@ -25,6 +25,8 @@ use crate::coordinator::{GroupCoordinator, TopicView};
 use crate::error::BrokerError;
 use crate::metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::shared::Shared;
+use crate::shutdown::stopped;
 use crate::topics::{TopicRegistry, META_DIR};
 
 /// How often every log's `tick` runs (interval fsync of idle logs, roll by
@@ -39,21 +41,6 @@ pub const GROUP_TICK_INTERVAL: Duration = Duration::from_millis(250);
 pub const CONSUMER_OFFSETS_DIR: &str = "__consumer_offsets";
 /// Pause after a failed accept (typically EMFILE) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
-
-/// What every connection and handler shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub config: BrokerConfig,
-    pub registry: Arc<TopicRegistry>,
-    pub local_addr: SocketAddr,
-    pub shutdown: watch::Receiver<bool>,
-    /// Request bytes in flight across the whole broker.
-    pub broker_inflight: Arc<Semaphore>,
-    /// The consumer group coordinator and its committed offsets.
-    pub groups: Arc<GroupCoordinator>,
-    /// Hands out idempotent producer ids.
-    pub producer_ids: ProducerIdAllocator,
-}
 
 /// Namespace for [`Broker::start`].
 #[derive(Debug)]
@@ -256,19 +243,19 @@ async fn run(
     loop {
         tokio::select! {
             _ = accept_pace.tick() => {}
-            _ = crate::server::stopped(&mut shutdown) => break,
+            _ = stopped(&mut shutdown) => break,
         }
         // Take a slot before accepting: at the limit, new connections wait
         // in the kernel's accept queue (backpressure) rather than being
         // accepted and dropped.
         let slot = tokio::select! {
             slot = connection_slots.clone().acquire_owned() => slot,
-            _ = crate::server::stopped(&mut shutdown) => break,
+            _ = stopped(&mut shutdown) => break,
         };
         let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = crate::server::stopped(&mut shutdown) => break,
+            _ = stopped(&mut shutdown) => break,
         };
         // Reap finished connection tasks so the set does not grow.
         while connections.try_join_next().is_some() {}
@@ -382,10 +369,11 @@ async fn maintain(shared: Arc<Shared>) {
         let pass = tokio::task::spawn_blocking(move || {
             let now = now_ms();
             let mut totals = LogTotals::default();
-            for (topic, partition, log) in registry.all_logs() {
-                log.tick(now);
+            for part in registry.all_partitions() {
+                let (topic, partition) = (part.topic(), part.id());
+                part.tick(now);
                 if enforce {
-                    match log.enforce_retention(now) {
+                    match part.enforce_retention(now) {
                         Ok(outcome) => {
                             tracing::debug!(%topic, partition, ?outcome, "retention checked")
                         }
@@ -396,8 +384,8 @@ async fn maintain(shared: Arc<Shared>) {
                 }
                 // Precision loss above 2^53 is irrelevant for a gauge.
                 ::metrics::gauge!(metrics::LOG_END_OFFSET, "topic" => topic.to_string(), "partition" => partition.to_string())
-                    .set(log.log_end_offset() as f64);
-                let stats = log.stats();
+                    .set(part.log_end_offset() as f64);
+                let stats = part.stats();
                 totals.syncs += stats.syncs;
                 totals.producers += stats.producers as u64;
                 totals.producer_evictions += stats.producer_evictions;
@@ -465,10 +453,4 @@ fn check_writable(data_dir: &std::path::Path) -> Result<bool, BrokerError> {
             source,
         }),
     }
-}
-
-/// Resolves once shutdown has begun (or the broker is gone). Returns `()`
-/// so that no watch guard (which is not `Send`) outlives the await.
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
 }

@@ -23,20 +23,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use rill_protocol::wire::topic_config;
 use rill_storage::io::IoBackend;
-use rill_storage::{FsyncPolicy, LogConfig, PartitionLog};
+use rill_storage::PartitionLog;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{optional_ms, parse_fsync_policy};
 use crate::metrics;
+use crate::partition::Partition;
+pub use crate::topic_config::{
+    validate_topic_name, TopicConfig, INDEX_INTERVAL_BYTES, PARTITIONS_MAX, TOPIC_NAME_BYTES_MAX,
+};
 
-/// Most partitions one topic may have: bounds the directories, files and
-/// I/O queue entries a single CreateTopics can cause.
-pub const PARTITIONS_MAX: u32 = 1024;
-/// Kafka's topic name length limit (leaves room for `-<partition>` in a
-/// 255-byte file name).
-pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Prefix of the broker's internal topics (Kafka's convention); clients
 /// cannot create topics with it.
 pub const INTERNAL_TOPIC_PREFIX: &str = "__";
@@ -49,117 +45,6 @@ const META_TMP_EXT: &str = "toml.tmp";
 /// The marker `PartitionLog::close` leaves; its absence at open means the
 /// log recovers (scans its active segment).
 pub use rill_storage::CLEAN_SHUTDOWN_MARKER;
-
-/// Topic config key of the offset-index density (not in the wire crate's
-/// list of Kafka names, which the other keys come from).
-pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
-
-/// A topic's effective settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TopicConfig {
-    pub segment_bytes: u64,
-    pub segment_ms: Option<u64>,
-    pub retention_ms: Option<u64>,
-    pub retention_bytes: Option<u64>,
-    pub fsync: FsyncPolicy,
-    pub max_message_bytes: u32,
-    pub index_interval_bytes: u32,
-    /// Broker-wide (Kafka has no per-topic key for these either).
-    pub producer_id_expiration_ms: u64,
-    pub producer_ids_max: usize,
-}
-
-impl TopicConfig {
-    /// Applies one Kafka-style override (`retention.ms` = `"60000"`).
-    pub fn apply(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let int = |v: &str| {
-            v.trim()
-                .parse::<i64>()
-                .map_err(|_| format!("{key}: {v:?} is not an integer"))
-        };
-        let unsigned = |v: &str| {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("{key}: {v:?} is not a non-negative integer"))
-        };
-        let small = |v: &str| {
-            v.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("{key}: {v:?} is not an integer in 0..={}", u32::MAX))
-        };
-        match key {
-            topic_config::RETENTION_MS => self.retention_ms = optional_ms(key, int(value)?)?,
-            topic_config::RETENTION_BYTES => {
-                self.retention_bytes = optional_ms(key, int(value)?)?
-            }
-            topic_config::SEGMENT_BYTES => self.segment_bytes = unsigned(value)?,
-            topic_config::SEGMENT_MS => self.segment_ms = optional_ms(key, int(value)?)?,
-            topic_config::FLUSH_POLICY => self.fsync = parse_fsync_policy(value)?,
-            topic_config::MAX_MESSAGE_BYTES => self.max_message_bytes = small(value)?,
-            INDEX_INTERVAL_BYTES => self.index_interval_bytes = small(value)?,
-            other => {
-                return Err(format!(
-                    "unknown topic config {other:?}: expected one of retention.ms, retention.bytes, \
-                     segment.bytes, segment.ms, flush.policy, max.message.bytes, index.interval.bytes"
-                ))
-            }
-        }
-        Ok(())
-    }
-
-    /// Defaults plus overrides, checked by the storage engine's own rules.
-    pub fn with_overrides<'a>(
-        &self,
-        overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<TopicConfig, String> {
-        let mut config = self.clone();
-        for (k, v) in overrides {
-            config.apply(k, v)?;
-        }
-        config
-            .to_log_config()
-            .validate()
-            .map_err(|e| e.to_string())?;
-        Ok(config)
-    }
-
-    pub fn to_log_config(&self) -> LogConfig {
-        LogConfig {
-            segment_bytes: self.segment_bytes,
-            segment_ms: self.segment_ms,
-            index_interval_bytes: self.index_interval_bytes,
-            retention_ms: self.retention_ms,
-            retention_bytes: self.retention_bytes,
-            fsync: self.fsync,
-            max_batch_bytes: self.max_message_bytes,
-            producer_id_expiration_ms: self.producer_id_expiration_ms,
-            producer_ids_max: self.producer_ids_max,
-        }
-    }
-}
-
-/// Checks Kafka's topic name rules: 1..=249 bytes of `[a-zA-Z0-9._-]`, not
-/// `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX {
-        return Err(format!(
-            "topic name must be 1..={TOPIC_NAME_BYTES_MAX} characters, got {}",
-            name.len()
-        ));
-    }
-    if name == "." || name == ".." {
-        return Err(format!("topic name {name:?} is not allowed"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic name {name:?} contains {c:?}; allowed: [a-zA-Z0-9._-]"
-        ));
-    }
-    Ok(())
-}
 
 /// What failed in a topic operation; each maps to one wire error code.
 #[derive(Debug, thiserror::Error)]
@@ -213,11 +98,11 @@ pub struct Topic {
     pub name: String,
     pub config: TopicConfig,
     pub overrides: BTreeMap<String, String>,
-    pub partitions: Vec<Arc<PartitionLog>>,
+    pub partitions: Vec<Arc<Partition>>,
 }
 
 impl Topic {
-    pub fn partition(&self, partition: u32) -> Option<&Arc<PartitionLog>> {
+    pub fn partition(&self, partition: u32) -> Option<&Arc<Partition>> {
         self.partitions.get(usize::try_from(partition).ok()?)
     }
 }
@@ -349,7 +234,7 @@ impl TopicRegistry {
         self.read_topics().get(name).cloned()
     }
 
-    pub fn partition(&self, name: &str, partition: u32) -> Option<Arc<PartitionLog>> {
+    pub fn partition(&self, name: &str, partition: u32) -> Option<Arc<Partition>> {
         self.read_topics()
             .get(name)
             .and_then(|t| t.partition(partition).cloned())
@@ -386,6 +271,7 @@ impl TopicRegistry {
             .with_overrides(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(TopicError::InvalidConfig)?;
         let mut partitions = Vec::new();
+        let topic: Arc<str> = Arc::from(meta.name.as_str());
         for p in 0..meta.partitions {
             let dir = self.partition_dir(&meta.name, p);
             if fresh && dir.exists() {
@@ -413,7 +299,7 @@ impl TopicRegistry {
             } else {
                 tracing::debug!(topic = %meta.name, partition = p, clean, "partition log opened");
             }
-            partitions.push(Arc::new(log));
+            partitions.push(Arc::new(Partition::new(Arc::clone(&topic), p, log)));
         }
         Ok(Topic {
             name: meta.name,
@@ -514,11 +400,11 @@ impl TopicRegistry {
             .collect();
         let topic = Arc::try_unwrap(topic);
         if let Ok(topic) = topic {
-            for log in topic.partitions {
+            for partition in topic.partitions {
                 // Requests still holding the log finish against the unlinked
                 // files; nothing durable is wanted from a deleted topic.
-                if let Ok(log) = Arc::try_unwrap(log) {
-                    if let Err(e) = log.close().await {
+                if let Ok(partition) = Arc::try_unwrap(partition) {
+                    if let Err(e) = partition.close().await {
                         tracing::debug!(topic = name, error = %e, "closing a deleted partition log failed");
                     }
                 }
@@ -559,43 +445,34 @@ impl TopicRegistry {
         sync_dir(&self.meta_dir)
     }
 
-    /// Every partition log with its topic name and partition id.
-    pub fn all_logs(&self) -> Vec<(Arc<str>, u32, Arc<PartitionLog>)> {
-        let mut out = Vec::new();
-        for topic in self.list() {
-            let name: Arc<str> = Arc::from(topic.name.as_str());
-            for (p, log) in topic.partitions.iter().enumerate() {
-                if let Ok(p) = u32::try_from(p) {
-                    out.push((name.clone(), p, log.clone()));
-                }
-            }
-        }
-        out
+    /// Every partition of every topic.
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.list()
+            .iter()
+            .flat_map(|topic| topic.partitions.iter().cloned())
+            .collect()
     }
 
-    /// Closes every log (flush + clean-shutdown marker). A log some task
-    /// still holds is flushed instead and will recover on next start.
+    /// Closes every partition (flush + clean-shutdown marker). One some
+    /// task still holds is flushed instead and will recover on next start.
     pub async fn close_all(&self) {
         let topics: Vec<Arc<Topic>> = self.write_topics().drain().map(|(_, t)| t).collect();
         for topic in topics {
-            let name = topic.name.clone();
             let partitions = match Arc::try_unwrap(topic) {
                 Ok(t) => t.partitions,
                 Err(shared) => shared.partitions.clone(),
             };
-            for (p, log) in partitions.into_iter().enumerate() {
-                match Arc::try_unwrap(log) {
-                    Ok(log) => {
-                        if let Err(e) = log.close().await {
-                            tracing::error!(topic = %name, partition = p, error = %e, "closing partition log failed");
-                        }
-                    }
+            for partition in partitions {
+                let (name, p) = (partition.topic().to_owned(), partition.id());
+                let result = match Arc::try_unwrap(partition) {
+                    Ok(partition) => partition.close().await,
                     Err(shared) => {
-                        tracing::warn!(topic = %name, partition = p, "partition log still in use at shutdown; flushing only (it will recover on next start)");
-                        if let Err(e) = shared.flush().await {
-                            tracing::error!(topic = %name, partition = p, error = %e, "flushing partition log failed");
-                        }
+                        tracing::warn!(topic = %name, partition = p, "partition still in use at shutdown; flushing only (it will recover on next start)");
+                        shared.flush().await
                     }
+                };
+                if let Err(e) = result {
+                    tracing::error!(topic = %name, partition = p, error = %e, "closing partition log failed");
                 }
             }
         }
@@ -658,64 +535,4 @@ fn sync_dir(dir: &Path) -> Result<(), TopicError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        for ok in [
-            "a",
-            "orders",
-            "my.topic_v2-x",
-            &"x".repeat(TOPIC_NAME_BYTES_MAX),
-        ] {
-            assert!(validate_topic_name(ok).is_ok(), "{ok:?} rejected");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a b",
-            "ü",
-            &"x".repeat(TOPIC_NAME_BYTES_MAX + 1),
-        ] {
-            assert!(validate_topic_name(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn overrides_parse_and_reject_bad_values() {
-        let base = crate::BrokerConfig::default()
-            .topic_defaults()
-            .unwrap_or_else(|e| panic!("defaults: {e}"));
-        let c = base
-            .with_overrides([
-                ("retention.ms", "60000"),
-                ("retention.bytes", "-1"),
-                ("segment.bytes", "65536"),
-                ("flush.policy", "interval_ms:50"),
-                ("max.message.bytes", "2048"),
-            ])
-            .unwrap_or_else(|e| panic!("overrides: {e}"));
-        assert_eq!(c.retention_ms, Some(60_000));
-        assert_eq!(c.retention_bytes, None);
-        assert_eq!(c.segment_bytes, 65_536);
-        assert_eq!(c.fsync, FsyncPolicy::IntervalMs(50));
-        assert_eq!(c.max_message_bytes, 2048);
-        for (k, v) in [
-            ("retention.ms", "soon"),
-            ("retention.ms", "-5"),
-            ("segment.bytes", "-1"),
-            ("flush.policy", "sometimes"),
-            ("flush.policy", "interval_ms:0"),
-            ("max.message.bytes", "10"),
-            ("no.such.key", "1"),
-        ] {
-            assert!(base.with_overrides([(k, v)]).is_err(), "{k}={v} accepted");
-        }
-    }
 }

@@ -10,7 +10,7 @@ use rill_protocol::wire::{
 
 use super::count_error;
 use crate::error::topic_error_code;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::topics::{TopicError, INTERNAL_TOPIC_PREFIX};
 
 const API: &str = "create_topics";

@@ -7,7 +7,7 @@ use rill_protocol::wire::{
 
 use super::count_error;
 use crate::error::topic_error_code;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 const API: &str = "delete_topics";
 

@@ -1,6 +1,6 @@
 //! Fetch with long-poll: read whole batches from each partition; if fewer
 //! than `min_bytes` came back and `max_wait_ms` allows, wait for any of the
-//! partitions' log end offsets to move (their `subscribe()` watch channels;
+//! partitions' high watermarks to move (their `subscribe()` watch channels;
 //! no sleep-polling), then read again — until `min_bytes` is met, the wait
 //! runs out, or the broker shuts down.
 //!
@@ -22,14 +22,15 @@ use rill_protocol::wire::{
     ErrorCode, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
 };
 use rill_protocol::BatchHeader;
-use rill_storage::{PartitionLog, StorageError};
+use rill_storage::StorageError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::count_error;
 use crate::error::storage_error_code;
 use crate::metrics;
-use crate::server::Shared;
+use crate::partition::Partition;
+use crate::shared::Shared;
 
 const API: &str = "fetch";
 
@@ -37,7 +38,7 @@ const API: &str = "fetch";
 struct Slot {
     topic: usize,
     partition: u32,
-    log: Option<Arc<PartitionLog>>,
+    hosted: Option<Arc<Partition>>,
     fetch_offset: u64,
     partition_max_bytes: usize,
 }
@@ -51,7 +52,7 @@ pub(crate) async fn handle(shared: &Shared, request: FetchRequest) -> FetchRespo
             slots.push(Slot {
                 topic: t,
                 partition: p.partition,
-                log: entry
+                hosted: entry
                     .as_ref()
                     .and_then(|e| e.partition(p.partition).cloned()),
                 fetch_offset: p.fetch_offset,
@@ -67,7 +68,7 @@ pub(crate) async fn handle(shared: &Shared, request: FetchRequest) -> FetchRespo
     // and the wait then still wakes us.
     let mut watches: Vec<watch::Receiver<u64>> = slots
         .iter()
-        .filter_map(|s| s.log.as_ref().map(|l| l.subscribe()))
+        .filter_map(|s| s.hosted.as_ref().map(|p| p.subscribe()))
         .collect();
     let mut shutdown = shared.shutdown.clone();
     let mut last_read = request.max_wait_ms == 0;
@@ -79,7 +80,7 @@ pub(crate) async fn handle(shared: &Shared, request: FetchRequest) -> FetchRespo
         tokio::select! {
             moved = any_changed(&mut watches) => last_read = !moved,
             _ = tokio::time::sleep_until(deadline) => last_read = true,
-            _ = crate::server::stopped(&mut shutdown) => last_read = true,
+            _ = crate::shutdown::stopped(&mut shutdown) => last_read = true,
         }
     }
 }
@@ -100,7 +101,7 @@ fn read_all(
             log_start_offset: 0,
             records: Bytes::new(),
         };
-        match &slot.log {
+        match &slot.hosted {
             None => response.error = ErrorCode::UnknownTopicOrPartition,
             Some(log) => {
                 let limit = slot
@@ -127,7 +128,7 @@ fn read_all(
                         }
                     }
                 }
-                response.high_watermark = log.log_end_offset();
+                response.high_watermark = log.high_watermark();
                 response.log_start_offset = log.log_start_offset();
             }
         }

@@ -15,7 +15,7 @@ use rill_protocol::wire::{
 
 use super::count_error;
 use crate::producer_ids::ProducerIdError;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 const API: &str = "init_producer_id";
 

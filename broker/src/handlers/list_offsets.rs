@@ -9,7 +9,7 @@ use rill_protocol::wire::{
 
 use super::count_error;
 use crate::error::storage_error_code;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 const API: &str = "list_offsets";
 

@@ -6,7 +6,7 @@ use rill_protocol::wire::{
 };
 
 use super::count_error;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::topics::{validate_topic_name, Topic};
 
 /// This broker's id: a single node leads every partition.

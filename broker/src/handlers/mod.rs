@@ -18,11 +18,14 @@ use std::sync::Arc;
 
 use rill_protocol::wire::{ApiKey, ErrorCode, Request, Response};
 
-use crate::connection::HandlerOutput;
 use crate::metrics;
-use crate::server::Shared;
+use crate::shared::Shared;
 
-/// The `api` label of an API key.
+/// What a handler task produces: a response, or nothing (acks=none produce).
+pub(crate) type HandlerOutput = Option<Response>;
+
+/// The `api` label of an API key. Exhaustive, like [`dispatch`]: a new
+/// API does not compile until it is named and handled.
 pub(crate) fn api_name(key: ApiKey) -> &'static str {
     match key {
         ApiKey::ApiVersions => "api_versions",
@@ -41,36 +44,75 @@ pub(crate) fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteGroups => "delete_groups",
         ApiKey::ResetOffsets => "reset_offsets",
         ApiKey::InitProducerId => "init_producer_id",
-        _ => "unsupported",
     }
 }
 
 /// Runs the handler of every API but Produce, which the connection starts
 /// itself (see [`produce::start`]); Produce is accepted here too for
-/// completeness. `client_id` is the request header's.
+/// completeness. `client_id` is the request header's. The match names every
+/// request: an API added to the protocol fails to compile here until a
+/// handler takes it, rather than leaving its client without an answer.
 pub(crate) async fn dispatch(
     shared: Arc<Shared>,
     client_id: String,
     request: Request,
 ) -> HandlerOutput {
-    match request {
-        Request::ApiVersions(r) => Some(Response::ApiVersions(api_versions::handle(r))),
-        Request::Metadata(r) => Some(Response::Metadata(metadata::handle(&shared, r))),
-        Request::CreateTopics(r) => Some(Response::CreateTopics(
-            create_topics::handle(&shared, r).await,
-        )),
-        Request::DeleteTopics(r) => Some(Response::DeleteTopics(
-            delete_topics::handle(&shared, r).await,
-        )),
-        Request::ListOffsets(r) => Some(Response::ListOffsets(list_offsets::handle(&shared, r))),
-        Request::Produce(r) => produce::start(shared, r).await.await,
-        Request::Fetch(r) => Some(Response::Fetch(fetch::handle(&shared, r).await)),
-        Request::InitProducerId(r) => Some(Response::InitProducerId(
-            init_producer_id::handle(&shared, r).await,
-        )),
-        // The consumer group APIs (keys 10..=17).
-        other => groups::handle(&shared, &client_id, other).await,
-    }
+    let groups = &shared.groups;
+    let topics = &*shared.registry;
+    let response = match request {
+        Request::ApiVersions(r) => Response::ApiVersions(api_versions::handle(r)),
+        Request::Metadata(r) => Response::Metadata(metadata::handle(&shared, r)),
+        Request::CreateTopics(r) => Response::CreateTopics(create_topics::handle(&shared, r).await),
+        Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics::handle(&shared, r).await),
+        Request::ListOffsets(r) => Response::ListOffsets(list_offsets::handle(&shared, r)),
+        Request::Produce(r) => return produce::start(shared, r).await.await,
+        Request::Fetch(r) => Response::Fetch(fetch::handle(&shared, r).await),
+        Request::InitProducerId(r) => {
+            Response::InitProducerId(init_producer_id::handle(&shared, r).await)
+        }
+        Request::ConsumerGroupHeartbeat(r) => {
+            let resp = groups.heartbeat(&client_id, r, topics);
+            groups::count(ApiKey::ConsumerGroupHeartbeat, [resp.error]);
+            Response::ConsumerGroupHeartbeat(resp)
+        }
+        Request::LeaveGroup(r) => {
+            let resp = groups.leave(r, topics);
+            groups::count(ApiKey::LeaveGroup, [resp.error]);
+            Response::LeaveGroup(resp)
+        }
+        Request::OffsetCommit(r) => {
+            let resp = groups.commit(r, topics).await;
+            let codes = resp.topics.iter().flat_map(|t| t.partitions.iter());
+            groups::count(ApiKey::OffsetCommit, codes.map(|p| p.error));
+            Response::OffsetCommit(resp)
+        }
+        Request::OffsetFetch(r) => {
+            let resp = groups.fetch(r);
+            groups::count(ApiKey::OffsetFetch, [resp.error]);
+            Response::OffsetFetch(resp)
+        }
+        Request::ListGroups(_) => {
+            let resp = groups.list();
+            groups::count(ApiKey::ListGroups, [resp.error]);
+            Response::ListGroups(resp)
+        }
+        Request::DescribeGroups(r) => {
+            let resp = groups.describe(r, topics);
+            groups::count(ApiKey::DescribeGroups, resp.groups.iter().map(|g| g.error));
+            Response::DescribeGroups(resp)
+        }
+        Request::DeleteGroups(r) => {
+            let resp = groups.delete(r).await;
+            groups::count(ApiKey::DeleteGroups, resp.results.iter().map(|g| g.error));
+            Response::DeleteGroups(resp)
+        }
+        Request::ResetOffsets(r) => {
+            let resp = groups.reset(r, topics).await;
+            groups::count(ApiKey::ResetOffsets, [resp.error]);
+            Response::ResetOffsets(resp)
+        }
+    };
+    Some(response)
 }
 
 /// Counts a non-`None` code in `rill_request_errors_total`.

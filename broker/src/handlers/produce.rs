@@ -1,11 +1,11 @@
 //! Produce: split each partition's records into batches, append them, and
 //! answer per partition (or not at all for `acks=none`, as Kafka).
 //!
-//! | acks | storage call | answered when |
+//! | acks | partition call | answered when |
 //! |---|---|---|
-//! | none | `Durability::Written` | never |
-//! | leader | `Durability::Written` | the batches are written (readable) |
-//! | all | `Durability::Synced` | the batches are fdatasync'd (group commit) |
+//! | none | `AckLevel::Leader` | never |
+//! | leader | `AckLevel::Leader` | the batches are written (readable) |
+//! | all | `AckLevel::All` | the batches are durable (one replica: fdatasync'd, group commit) |
 //!
 //! Ordering: [`start`] runs on the connection's reader and *starts* every
 //! append before the reader decodes the next request. The log assigns a
@@ -32,7 +32,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
 
 use bytes::BytesMut;
 use rill_protocol::wire::produce::NO_LOG_APPEND_TIME;
@@ -41,13 +40,13 @@ use rill_protocol::wire::{
     ProduceTopicResponse, Response,
 };
 use rill_protocol::BatchView;
-use rill_storage::{AppendInfo, Durability, PartitionLog, StorageError};
+use rill_storage::{AppendInfo, StorageError};
 
-use super::count_error;
-use crate::connection::HandlerOutput;
+use super::{count_error, HandlerOutput};
 use crate::error::{batch_error_code, storage_error_code};
 use crate::metrics;
-use crate::server::Shared;
+use crate::partition::{AckLevel, Partition};
+use crate::shared::Shared;
 
 const API: &str = "produce";
 
@@ -80,23 +79,11 @@ async fn kick<F: Future>(fut: F) -> Started<F> {
 
 type AppendFuture = Pin<Box<dyn Future<Output = Result<AppendInfo, StorageError>> + Send>>;
 
-fn append(log: Arc<PartitionLog>, batch: BytesMut, durability: Durability) -> AppendFuture {
-    Box::pin(async move {
-        let started = Instant::now();
-        let result = log.append(batch, durability).await;
-        if durability == Durability::Synced && result.as_ref().is_ok_and(|i| !i.duplicate) {
-            ::metrics::histogram!(metrics::FSYNC_DURATION_SECONDS)
-                .record(started.elapsed().as_secs_f64());
-        }
-        result
-    })
-}
-
 /// One partition's part of the request.
 enum PartitionWork {
     Rejected(ErrorCode, String),
     Appending {
-        log: Arc<PartitionLog>,
+        partition: Arc<Partition>,
         appends: Vec<Started<AppendFuture>>,
         bytes: u64,
         records: u64,
@@ -158,9 +145,9 @@ pub(crate) async fn start(
     shared: Arc<Shared>,
     request: ProduceRequest,
 ) -> impl Future<Output = HandlerOutput> + Send + 'static {
-    let durability = match request.acks {
-        Acks::None | Acks::Leader => Durability::Written,
-        Acks::All => Durability::Synced,
+    let ack = match request.acks {
+        Acks::None | Acks::Leader => AckLevel::Leader,
+        Acks::All => AckLevel::All,
     };
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
@@ -177,23 +164,25 @@ pub(crate) async fn start(
                     ErrorCode::UnknownTopicOrPartition,
                     format!("{}-{} is not hosted here", topic.name, p.partition),
                 ),
-                Some((log, max_message_bytes)) => match split_batches(p.records, max_message_bytes)
-                {
-                    Err((code, message)) => PartitionWork::Rejected(code, message),
-                    Ok((batches, records)) => {
-                        let bytes = batches.iter().map(|b| b.len() as u64).sum();
-                        let mut appends = Vec::with_capacity(batches.len());
-                        for batch in batches {
-                            appends.push(kick(append(log.clone(), batch, durability)).await);
-                        }
-                        PartitionWork::Appending {
-                            log,
-                            appends,
-                            bytes,
-                            records,
+                Some((partition, max_message_bytes)) => {
+                    match split_batches(p.records, max_message_bytes) {
+                        Err((code, message)) => PartitionWork::Rejected(code, message),
+                        Ok((batches, records)) => {
+                            let bytes = batches.iter().map(|b| b.len() as u64).sum();
+                            let mut appends = Vec::with_capacity(batches.len());
+                            for batch in batches {
+                                let append: AppendFuture = Box::pin(partition.append(batch, ack));
+                                appends.push(kick(append).await);
+                            }
+                            PartitionWork::Appending {
+                                partition,
+                                appends,
+                                bytes,
+                                records,
+                            }
                         }
                     }
-                },
+                }
             };
             partitions.push((p.partition, work));
         }
@@ -237,7 +226,7 @@ async fn finish(topic: &str, partition: u32, work: PartitionWork) -> ProducePart
             response.error_message = Some(message);
         }
         PartitionWork::Appending {
-            log,
+            partition: log,
             appends,
             bytes,
             records,

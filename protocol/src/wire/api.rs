@@ -11,7 +11,6 @@ use super::WireError;
 /// Identifies the API of a request (`u16` on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u16)]
-#[non_exhaustive]
 pub enum ApiKey {
     ApiVersions = 0,
     Metadata = 1,
