@@ -12,6 +12,14 @@
 //! An idempotent batch passes the producer checks under the same lock that
 //! assigns its offsets, and is recorded there, so the producer state always
 //! describes exactly the batches assigned an offset, in offset order.
+//!
+//! A replica's copy of its leader's batch ([`PartitionLog::append_replica`])
+//! takes the same path, so that everything a follower derives from a batch
+//! (segments, indexes, producer state, durability) is derived exactly as on
+//! the leader. It differs in what the leader already decided: the offsets
+//! (the batch must continue the log where its stamped base offset says,
+//! and is not stamped again) and the producer checks' outcome (recorded,
+//! never refused or deduplicated). [`AppendMode`] carries that difference.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -26,6 +34,35 @@ use crate::config::FsyncPolicy;
 use crate::error::{Result, StorageError};
 use crate::io::Completion;
 use crate::producer_state::{BatchMeta, Check};
+
+/// Whose decisions an appended batch carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AppendMode {
+    /// A producer's batch to this log as leader: the log assigns its
+    /// offsets and runs the producer checks.
+    Leader,
+    /// A batch as the leader's log holds it, copied by a replica: its
+    /// offsets and its producer outcome were decided by the leader.
+    Replica,
+}
+
+impl AppendMode {
+    /// What to do with a batch arriving at `inner`'s end, under the lock
+    /// (the next offset and the producer state move only under it).
+    fn admit(self, inner: &Inner, header: &BatchHeader, now: i64) -> Result<Check> {
+        match self {
+            AppendMode::Leader => Ok(inner.producers.check(header, now)?),
+            // The leader accepted it; refusing or deduplicating it here
+            // would make this log differ from the leader's. It is still
+            // recorded (in `start_append`), so the producer state follows.
+            AppendMode::Replica if header.base_offset == inner.next_offset => Ok(Check::Append),
+            AppendMode::Replica => Err(StorageError::OffsetMismatch {
+                expected: inner.next_offset,
+                got: header.base_offset,
+            }),
+        }
+    }
+}
 
 /// Write errors that mean "no space", after which the log rolls back
 /// instead of failing for good.
@@ -71,6 +108,40 @@ impl PartitionLog {
     /// `durability` asks (a duplicate with `Synced` waits for the
     /// original's fsync, even if the original was appended `Written`).
     pub async fn append(&self, batch: BytesMut, durability: Durability) -> Result<AppendInfo> {
+        self.append_as(batch, durability, AppendMode::Leader).await
+    }
+
+    /// Appends a batch exactly as a leader's log holds it, for a replica
+    /// copying that log: the bytes written are the leader's, byte for byte
+    /// (the base offset is not stamped again, nor anything else), so the
+    /// replica's segment files come out identical to the leader's.
+    ///
+    /// The batch's base offset must be this log's next offset (the log end
+    /// plus any appends still in flight), else
+    /// [`StorageError::OffsetMismatch`] and nothing is written; offsets are
+    /// taken in the order append futures are first polled, so a replicator
+    /// that pipelines appends starts them in offset order. The batch is
+    /// checked as [`PartitionLog::append`] checks it (length, CRC, size) and
+    /// takes the same path: completion order, `durability` and group
+    /// commit, rolls, indexes. An idempotent batch is recorded in the
+    /// producer state but never refused nor answered as a duplicate: the
+    /// leader already decided, and recording it keeps this log's producer
+    /// state equal to the leader's, so a producer's retry is answered here
+    /// as the leader would answer it.
+    pub async fn append_replica(
+        &self,
+        batch: BytesMut,
+        durability: Durability,
+    ) -> Result<AppendInfo> {
+        self.append_as(batch, durability, AppendMode::Replica).await
+    }
+
+    async fn append_as(
+        &self,
+        batch: BytesMut,
+        durability: Durability,
+        mode: AppendMode,
+    ) -> Result<AppendInfo> {
         let header = self.check_batch(&batch)?;
         let len = batch.len() as u64;
         let now = wall_ms();
@@ -80,8 +151,8 @@ impl PartitionLog {
             let mut inner = self.lock();
             self.try_roll_back(&mut inner);
             inner.check_writable()?;
-            match inner.producers.check(&header, now)? {
-                Check::Append => Ok(self.start_append(&mut inner, batch, &header, len, now)?),
+            match mode.admit(&inner, &header, now)? {
+                Check::Append => Ok(self.start_append(&mut inner, batch, &header, len, now, mode)?),
                 Check::Duplicate(kept) => Err((kept, inner.epoch)),
             }
         };
@@ -107,9 +178,9 @@ impl PartitionLog {
         Ok(info)
     }
 
-    /// The locked part of an append: rolls if due, assigns and stamps the
-    /// offset, books the batch (indexes, producer state) and queues its
-    /// write.
+    /// The locked part of an append: rolls if due, assigns and (as leader)
+    /// stamps the offset, books the batch (indexes, producer state) and
+    /// queues its write.
     fn start_append<'a>(
         &'a self,
         inner: &mut Inner,
@@ -117,6 +188,7 @@ impl PartitionLog {
         header: &BatchHeader,
         len: u64,
         now: i64,
+        mode: AppendMode,
     ) -> Result<(AppendInfo, u64, u64, WriteGuard<'a>)> {
         // The log's end comes from file names: near `u64::MAX` the
         // batch's offsets may not fit (the same check parsing applies
@@ -134,7 +206,11 @@ impl PartitionLog {
         }
         self.maybe_roll(inner, header, len, now)?;
         let base = inner.next_offset;
-        stamp_base_offset(&mut batch, base);
+        // A replica's batch already holds `base` (`admit` checked it), and
+        // its bytes stay exactly the leader's.
+        if mode == AppendMode::Leader {
+            stamp_base_offset(&mut batch, base);
+        }
         let header = BatchHeader {
             base_offset: base,
             ..*header

@@ -7,7 +7,8 @@
 //! `impl PartitionLog` block for one concern and share that state, never
 //! each other's private details:
 //!
-//! - `append`: the append path and the order in which writes complete.
+//! - `append`: the append path (a producer's batch, or a replica's copy of
+//!   its leader's) and the order in which writes complete.
 //! - `commit`: the fsync policy and group commit.
 //! - `roll`: sealing the active segment and starting the next.
 //! - `read`: reads by offset and by time, and the log-end watch.

@@ -45,23 +45,39 @@ impl Inner {
 impl PartitionLog {
     /// Drops every offset at or above `offset`. A batch is never split: if
     /// `offset` falls inside one, that whole batch goes and the log ends at
-    /// its base. Waits for in-flight writes and syncs first (a sync that
-    /// finished afterwards would count the reassigned offsets as durable);
-    /// meant for a replicator that holds off appends while it truncates.
-    pub fn truncate_to(&self, offset: u64) -> Result<()> {
+    /// its base. Waits (asynchronously, without blocking the thread) for
+    /// in-flight writes and syncs first (a sync that finished afterwards
+    /// would count the reassigned offsets as durable); meant for a
+    /// replicator that holds off appends while it truncates, since appends
+    /// arriving meanwhile keep it waiting.
+    ///
+    /// The truncation itself then runs synchronously, under the log's lock,
+    /// in the poll that finds the log idle: a few short file operations
+    /// (removing later segments, cutting one file, rebuilding the producer
+    /// state from its newest snapshot, one directory fsync) that block the
+    /// calling thread briefly, and holding the lock through them means no
+    /// append or read starting meanwhile sees the bookkeeping half cut.
+    /// So a dropped future has either truncated nothing (it was still
+    /// waiting) or truncated completely.
+    pub async fn truncate_to(&self, offset: u64) -> Result<()> {
         let mut rx = self.progress_tx.subscribe();
-        let mut inner = loop {
+        loop {
             rx.borrow_and_update();
-            let inner = self.lock();
-            inner.check_writable()?;
-            if inner.pending.is_empty() && !inner.sync_in_flight {
-                break inner;
+            {
+                let mut inner = self.lock();
+                inner.check_writable()?;
+                if inner.pending.is_empty() && !inner.sync_in_flight {
+                    return self.truncate_idle(&mut inner, offset);
+                }
             }
-            drop(inner);
-            if pollster::block_on(rx.changed()).is_err() {
+            if rx.changed().await.is_err() {
                 return Err(StorageError::Closed);
             }
-        };
+        }
+    }
+
+    /// `truncate_to` once no write or sync is in flight.
+    fn truncate_idle(&self, inner: &mut Inner, offset: u64) -> Result<()> {
         if offset >= inner.next_offset {
             return Ok(());
         }
@@ -71,7 +87,7 @@ impl PartitionLog {
         // Past this point files change step by step: a failure leaves the
         // bookkeeping and the files disagreeing (or the directory not
         // durable), so the log fails until a reopen recovers it.
-        let result = self.truncate_locked(&mut inner, offset);
+        let result = self.truncate_locked(inner, offset);
         if let Err(e) = &result {
             // Later segments may be gone already: reads stop where the
             // remaining ones end.
@@ -79,7 +95,7 @@ impl PartitionLog {
             inner.next_offset = end;
             inner.written_end = inner.written_end.min(end);
             inner.durable_end = inner.durable_end.min(end);
-            self.fail(&mut inner, format!("truncation to {offset} failed: {e}"));
+            self.fail(inner, format!("truncation to {offset} failed: {e}"));
         }
         result
     }
