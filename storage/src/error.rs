@@ -46,6 +46,10 @@ pub enum StorageError {
     /// fenced epoch, an unknown producer): nothing was written.
     #[error("{0}")]
     Producer(#[from] crate::producer_state::ProducerError),
+    /// A replica's batch does not continue the log: the base offset its
+    /// leader stamped is not this log's next offset. Nothing was written.
+    #[error("replicated batch has base offset {got}, but the log continues at offset {expected}")]
+    OffsetMismatch { expected: u64, got: u64 },
     #[error("log is closed")]
     Closed,
     #[error("invalid configuration: {0}")]

@@ -11,8 +11,9 @@
 //!   where many appends become one submission and one fdatasync (group
 //!   commit).
 //! - [`config`]: [`LogConfig`] and [`FsyncPolicy`], validated once.
-//! - [`log`]: [`PartitionLog`] — appends, reads, rolls, retention, the
-//!   fsync policy with group commit, the failed state.
+//! - [`log`]: [`PartitionLog`] — appends (a leader's and a replica's),
+//!   reads, rolls, retention, truncation, the fsync policy with group
+//!   commit, the failed state.
 //! - `segment`: one segment file and its bookkeeping (three sizes: assigned,
 //!   written, synced).
 //! - `index`: the sparse offset and time indexes (`.index`, `.timeindex`).

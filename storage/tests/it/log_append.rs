@@ -366,7 +366,7 @@ fn log_subscribe_and_truncate() {
         let cut_batch = 12;
         let cut_base = before[cut_batch].0.base_offset;
         let inside = cut_base + u64::from(before[cut_batch].0.last_offset_delta);
-        log.truncate_to(inside).unwrap();
+        rt.block_on(log.truncate_to(inside)).unwrap();
         let expected_end = cut_base;
         assert_eq!(log.log_end_offset(), expected_end);
         assert_eq!(*rx.borrow(), expected_end);
@@ -382,7 +382,7 @@ fn log_subscribe_and_truncate() {
         assert_eq!(info.base_offset, expected_end);
         assert_eq!(read_all(&log, 1 << 20).len(), cut_batch + 1);
         // Truncating to a segment base removes that segment entirely.
-        log.truncate_to(0).unwrap();
+        rt.block_on(log.truncate_to(0)).unwrap();
         assert_eq!(log.log_end_offset(), 0);
         assert_eq!(log.segment_count(), 1);
         assert!(read_all(&log, 1 << 20).is_empty());

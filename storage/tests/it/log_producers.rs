@@ -398,7 +398,7 @@ fn producers_truncate_to_restores_the_state_of_the_remaining_log() {
         }
         assert!(log.segment_count() >= 3);
         for cut in [10u64, 3] {
-            log.truncate_to(cut).unwrap();
+            log.truncate_to(cut).await.unwrap();
             assert_eq!(log.log_end_offset(), cut);
             assert_eq!(
                 live(&log, &[PID]),
@@ -421,7 +421,7 @@ fn producers_truncate_to_restores_the_state_of_the_remaining_log() {
                 .unwrap();
             assert!(before.duplicate);
             assert_eq!(before.base_offset, infos[cut as usize - 1].base_offset);
-            log.truncate_to(cut).unwrap();
+            log.truncate_to(cut).await.unwrap();
         }
         log.close().await.unwrap();
     });

@@ -102,7 +102,7 @@ fn read_only_open_hides_a_torn_tail_and_modifies_nothing() {
         }
         assert!(err.to_string().contains("read-only"), "{err}");
         assert!(matches!(
-            ro.truncate_to(0),
+            rt.block_on(ro.truncate_to(0)),
             Err(StorageError::ReadOnly { .. })
         ));
         rt.block_on(ro.flush()).unwrap();

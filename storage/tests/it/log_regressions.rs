@@ -30,8 +30,6 @@ use super::log_support::{
 
 /// How long a test waits for another task to reach a point before failing.
 const WAIT_MAX: Duration = Duration::from_secs(10);
-/// How long a test gives a racing thread to run into a bug before moving on.
-const RACE_WINDOW: Duration = Duration::from_millis(300);
 
 /// What to do with an upcoming `sync_data` call.
 #[derive(Debug, Clone, Copy)]
@@ -296,19 +294,18 @@ fn truncate_during_sync_then_synced_append_really_syncs() {
             rt.spawn(async move { log.append(small(3), Durability::Synced).await })
         };
         let held = fault.take_held();
-        let truncator = {
-            let log = log.clone();
-            std::thread::spawn(move || log.truncate_to(1))
-        };
-        // Give the truncation its chance to run while the sync is held
-        // (with the fix it waits for the sync instead).
-        let start = Instant::now();
-        while log.log_end_offset() != 1 && start.elapsed() < RACE_WINDOW {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        // The truncation runs while the sync is held: with the fix it
+        // waits for that sync instead of cutting the log under it.
+        let mut truncation = std::pin::pin!(log.truncate_to(1));
+        assert!(
+            poll_once(truncation.as_mut()).is_pending(),
+            "{name}: truncated while a sync was in flight"
+        );
+        assert_eq!(log.log_end_offset(), 4, "{name}");
         held.complete(Ok(()));
-        rt.block_on(leader).unwrap().unwrap();
-        truncator.join().unwrap().unwrap();
+        let (synced, truncated) = rt.block_on(async { tokio::join!(leader, truncation) });
+        synced.unwrap().unwrap();
+        truncated.unwrap();
         assert_eq!(log.log_end_offset(), 1, "{name}");
         let before = fault.syncs();
         let info = rt
@@ -467,7 +464,7 @@ fn failed_truncation_fails_the_log() {
         }
         assert_eq!(log.segment_count(), 3, "{name}");
         fault.fail_next_set_len();
-        assert!(log.truncate_to(1).is_err(), "{name}");
+        assert!(rt.block_on(log.truncate_to(1)).is_err(), "{name}");
         let next = rt.block_on(log.append(small(5), Durability::Written));
         assert!(
             matches!(next, Err(StorageError::LogFailed { .. })),
@@ -640,7 +637,7 @@ fn append_truncated_away_while_waiting_does_not_hang() {
         let kept = rt.block_on(first).unwrap();
         assert_eq!(log.log_end_offset(), 2, "{name}");
         // The second append's future has not run since; cut its batch.
-        log.truncate_to(kept.last_offset + 1).unwrap();
+        rt.block_on(log.truncate_to(kept.last_offset + 1)).unwrap();
         let late = rt.block_on(async { tokio::time::timeout(WAIT_MAX, second).await });
         let late = late.expect("the truncated append's future never finished");
         assert!(

@@ -13,4 +13,5 @@ mod log_read_crc;
 mod log_read_only;
 mod log_recovery;
 mod log_regressions;
+mod log_replica;
 mod log_support;
