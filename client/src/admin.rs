@@ -21,7 +21,8 @@ use crate::error::{ClientError, Result};
 /// Settings of an [`Admin`] client.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
-    /// `host:port` of the broker.
+    /// `host:port` of a broker, or a comma-separated list of them (Kafka's
+    /// `bootstrap.servers`): connecting tries each until one answers.
     pub bootstrap: String,
     pub request_timeout: Duration,
     pub client_id: String,

@@ -829,41 +829,97 @@ async fn read_one(
 }
 
 /// A connection that reopens itself after a failure. Producer, consumer and
-/// admin hold one of these to their bootstrap broker.
+/// admin hold one of these to their bootstrap brokers.
+///
+/// The bootstrap string is Kafka's `bootstrap.servers`: one `host:port` or
+/// a comma-separated list. A (re)connect tries the address that worked last
+/// first, then the others in order, and fails only when none answers, so a
+/// client keeps working while any one listed broker is up.
 #[derive(Debug)]
 pub(crate) struct BrokerLink {
-    addr: String,
+    addrs: Vec<String>,
     config: ConnectionConfig,
-    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    current: tokio::sync::Mutex<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    conn: Option<Arc<Connection>>,
+    /// Index in `addrs` of the address that connected last.
+    preferred: usize,
+}
+
+/// Splits a bootstrap string into its addresses (empty entries, as in a
+/// trailing comma, are dropped).
+pub(crate) fn bootstrap_addrs(bootstrap: &str) -> Vec<String> {
+    bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl BrokerLink {
     /// Connects once now, so that a wrong address or a version mismatch is
     /// reported at construction.
-    pub(crate) async fn connect(addr: &str, config: ConnectionConfig) -> Result<BrokerLink> {
-        let conn = Connection::connect(addr, config.clone()).await?;
-        Ok(BrokerLink {
-            addr: addr.to_owned(),
+    pub(crate) async fn connect(bootstrap: &str, config: ConnectionConfig) -> Result<BrokerLink> {
+        let addrs = bootstrap_addrs(bootstrap);
+        if addrs.is_empty() {
+            return Err(ClientError::Connect {
+                addr: bootstrap.to_owned(),
+                source: Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no broker address given",
+                )),
+            });
+        }
+        let link = BrokerLink {
+            addrs,
             config,
-            current: tokio::sync::Mutex::new(Some(Arc::new(conn))),
-        })
+            current: tokio::sync::Mutex::new(Current {
+                conn: None,
+                preferred: 0,
+            }),
+        };
+        link.get().await?;
+        Ok(link)
     }
 
     /// The live connection, reconnecting if the last one failed.
     pub(crate) async fn get(&self) -> Result<Arc<Connection>> {
         let mut current = self.current.lock().await;
-        if let Some(conn) = current.as_ref() {
+        if let Some(conn) = current.conn.as_ref() {
             if !conn.is_closed() {
                 return Ok(Arc::clone(conn));
             }
         }
-        let conn = Arc::new(Connection::connect(&self.addr, self.config.clone()).await?);
-        *current = Some(Arc::clone(&conn));
-        Ok(conn)
+        let n = self.addrs.len();
+        let mut last_err = None;
+        for i in 0..n {
+            let at = (current.preferred + i) % n;
+            match Connection::connect(&self.addrs[at], self.config.clone()).await {
+                Ok(conn) => {
+                    let conn = Arc::new(conn);
+                    if i > 0 {
+                        debug!(addr = %self.addrs[at], "connected to another bootstrap broker");
+                    }
+                    current.conn = Some(Arc::clone(&conn));
+                    current.preferred = at;
+                    return Ok(conn);
+                }
+                // A broker that answers but speaks no common version is
+                // not a transient failure: report it rather than hide it
+                // behind the next address.
+                Err(e @ ClientError::NoCommonVersion { .. }) => return Err(e),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or(ClientError::ConnectionClosed))
     }
 
     /// Drops the current connection; the next `get` reconnects.
     pub(crate) async fn close(&self) {
-        self.current.lock().await.take();
+        self.current.lock().await.conn.take();
     }
 }

@@ -55,7 +55,8 @@ pub const PARTITION_MAX_BYTES_DEFAULT: u32 = 1024 * 1024;
 /// Settings of a [`Consumer`].
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// `host:port` of the broker.
+    /// `host:port` of a broker, or a comma-separated list of them (Kafka's
+    /// `bootstrap.servers`): connecting tries each until one answers.
     pub bootstrap: String,
     /// Longest time the broker holds a fetch that has less than
     /// `fetch_min_bytes` to return.

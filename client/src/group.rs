@@ -102,7 +102,8 @@ pub enum AutoOffsetReset {
 /// Settings of a [`GroupConsumer`].
 #[derive(Debug, Clone)]
 pub struct GroupConsumerConfig {
-    /// `host:port` of the broker.
+    /// `host:port` of a broker, or a comma-separated list of them (Kafka's
+    /// `bootstrap.servers`): connecting tries each until one answers.
     pub bootstrap: String,
     pub group_id: String,
     pub client_id: String,

@@ -1,8 +1,9 @@
 //! Rill client library: admin, producer, consumer and group consumer over
 //! Rill's wire protocol.
 //!
-//! The client speaks to one broker (Rill runs single-node): the bootstrap
-//! address is the broker every request goes to. All encoding is
+//! The client speaks to one broker at a time: the bootstrap string names
+//! one broker or a comma-separated list (Kafka's `bootstrap.servers`), and
+//! every request goes to the first of them that answers. All encoding is
 //! `rill-protocol`'s; this crate owns connections, batching, partitioning,
 //! retries and read positions.
 //!

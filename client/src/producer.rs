@@ -158,7 +158,8 @@ impl Acks {
 /// Settings of a [`Producer`].
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    /// `host:port` of the broker.
+    /// `host:port` of a broker, or a comma-separated list of them (Kafka's
+    /// `bootstrap.servers`): connecting tries each until one answers.
     pub bootstrap: String,
     pub acks: Acks,
     /// A partition's batch is sent once its estimated size reaches this.

@@ -24,8 +24,9 @@ pub const BROKER_DEFAULT: &str = "127.0.0.1:9092";
     propagate_version = true
 )]
 pub struct Cli {
-    /// Broker address, host:port [default: 127.0.0.1:9092; `rill bench`
-    /// without it runs an embedded broker].
+    /// Broker address, host:port, or a comma-separated list of them tried
+    /// in turn (Kafka's bootstrap servers) [default: 127.0.0.1:9092; `rill
+    /// bench` without it runs an embedded broker].
     #[arg(long, global = true, env = "RILL_BROKER")]
     pub broker: Option<String>,
 

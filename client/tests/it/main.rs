@@ -4,6 +4,7 @@
 
 mod admin;
 mod backpressure;
+mod bootstrap;
 mod callbacks;
 mod common;
 mod compression;
