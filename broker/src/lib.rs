@@ -61,3 +61,26 @@ pub mod topics;
 pub use config::{BrokerConfig, ConfigError, IoBackendSetting};
 pub use error::BrokerError;
 pub use server::{Broker, BrokerHandle};
+
+/// Raises this process's soft limit on open files to its hard limit and
+/// logs both. A broker holds several files per partition (segment, two
+/// indexes, per-segment snapshots) and one descriptor per connection, so
+/// many partitions pass the common default soft limit of 1,024 long before
+/// the hard limit. Called by the binaries at start (a process-wide
+/// setting, not the library's to change for an embedding program);
+/// returns the soft limit now in force.
+pub fn raise_open_file_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => {
+            let hard = rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(_, hard)| hard)
+                .unwrap_or(soft);
+            tracing::info!(soft, hard, "open file limit");
+            Some(soft)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open file limit");
+            None
+        }
+    }
+}

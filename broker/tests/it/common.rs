@@ -320,7 +320,13 @@ impl BrokerProcess {
     /// Starts the binary on loopback ports with `extra` flags, defaults
     /// otherwise (the in-flight budgets and connection limit under test).
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
-        let mut child = Command::new(BIN)
+        Self::spawn_with(Command::new(BIN), data_dir, extra)
+    }
+
+    /// As [`Self::spawn`], through `command`: the binary itself, or a
+    /// wrapper that ends by exec'ing the binary named in its arguments.
+    pub fn spawn_with(mut command: Command, data_dir: &Path, extra: &[&str]) -> BrokerProcess {
+        let mut child = command
             .args([
                 "--listen",
                 "127.0.0.1:0",

@@ -266,3 +266,35 @@ fn flags_beat_env_beat_file_beat_defaults() {
         "validate() runs on the merged config"
     );
 }
+
+/// The soft open-file limit of a running process, from `/proc`.
+fn soft_nofile(pid: u32) -> (u64, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open files line in {limits}"))
+        .to_owned();
+    let soft = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("soft limit in {line:?}"));
+    let hard = line.split_whitespace().nth(4).unwrap_or("?").to_owned();
+    (soft, hard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_raises_its_soft_open_file_limit_to_the_hard_limit() {
+    // Started with a soft limit of 256 (below the common default of
+    // 1,024 that many partitions pass), the broker runs with its hard
+    // limit as the soft one.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wrapper = Command::new("sh");
+    wrapper.args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", BIN]);
+    let mut broker = BrokerProcess::spawn_with(wrapper, dir.path(), &[]);
+    let (soft, hard) = soft_nofile(broker.child.id());
+    assert!(soft > 256, "soft limit still {soft} (hard {hard})");
+    assert_eq!(soft.to_string(), hard, "soft limit {soft}, hard {hard}");
+    assert!(sigterm_and_wait(&mut broker.child).success());
+}
