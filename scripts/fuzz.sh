@@ -18,7 +18,7 @@ seconds="${1:-60}"
 cd "$(dirname "$0")/../fuzz"
 export RUSTC_BOOTSTRAP=1
 
-targets=(request_frame request_body response batch batch_iter)
+targets=(request_frame request_body response batch batch_iter peer_frame)
 cargo fuzz build -O
 status=0
 for target in "${targets[@]}"; do

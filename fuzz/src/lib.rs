@@ -17,9 +17,12 @@
 //! - [`TARGETS`]: the target names (= corpus directory names) and their checks.
 //! - [`request_frame`], [`request_body`], [`response`]: the wire decoders.
 //! - [`batch`], [`batch_iter`]: the record batch readers.
+//! - [`peer_frame`]: the inter-broker frame decoder.
 
 use bytes::{Bytes, BytesMut};
 use rill_protocol::limits::FRAME_BYTES_MAX_DEFAULT;
+use rill_protocol::limits::PEER_FRAME_BYTES_MAX;
+use rill_protocol::peer::{decode_peer_frame_length, PeerFrame, PEER_LENGTH_PREFIX_BYTES};
 use rill_protocol::wire::{
     decode_frame_length, encode_request_frame, encode_response_frame, ApiKey, Request,
     RequestHeader, Response, ResponseHeader, FRAME_LENGTH_PREFIX_BYTES,
@@ -59,6 +62,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "batch_iter",
         check: batch_iter,
+    },
+    Target {
+        name: "peer_frame",
+        check: peer_frame,
     },
 ];
 
@@ -227,4 +234,33 @@ pub fn batch_iter(data: &[u8]) -> bool {
     assert!(it.consumed() <= data.len());
     assert_eq!(it.consumed() + it.remaining().len(), data.len());
     valid > 0
+}
+
+/// A whole inter-broker frame as a broker's peer listener reads it: length
+/// prefix (checked against the limit and the bytes present), then the body.
+pub fn peer_frame(data: &[u8]) -> bool {
+    let Some((prefix, rest)) = data.split_first_chunk::<PEER_LENGTH_PREFIX_BYTES>() else {
+        return false;
+    };
+    let Ok(len) = decode_peer_frame_length(*prefix, PEER_FRAME_BYTES_MAX) else {
+        return false;
+    };
+    let Some(body) = rest.get(..len) else {
+        return false;
+    };
+    let Ok(frame) = PeerFrame::decode(Bytes::copy_from_slice(body)) else {
+        return false;
+    };
+    let mut again = BytesMut::new();
+    let encoded = frame.encode(&mut again);
+    assert!(
+        encoded.is_ok(),
+        "accepted peer frame does not re-encode: {encoded:?}"
+    );
+    assert_eq!(
+        again.get(..),
+        data.get(..PEER_LENGTH_PREFIX_BYTES + len),
+        "accepted peer frame is not canonical"
+    );
+    true
 }

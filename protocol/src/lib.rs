@@ -10,9 +10,13 @@
 //!   an rkyv archive of the records (optionally zstd-compressed).
 //! - [`wire`]: frames, API keys, requests and responses, error codes.
 //! - [`limits`]: named limits every decoder checks before it allocates.
+//! - [`peer`]: the inter-broker frame envelope (hello, requests tagged
+//!   with their Raft group, responses); the consensus messages inside are
+//!   opaque bytes here.
 
 pub mod batch;
 pub mod limits;
+pub mod peer;
 pub mod wire;
 
 pub use batch::{

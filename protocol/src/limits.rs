@@ -34,3 +34,16 @@ pub const WIRE_STRING_BYTES_MAX: usize = u16::MAX as usize;
 /// Largest non-null `nullable string` on the wire: its length prefix is an
 /// `i16`, with -1 meaning null.
 pub const WIRE_NULLABLE_STRING_BYTES_MAX: usize = i16::MAX as usize;
+
+/// Largest inter-broker frame (the bytes after its length prefix). It must
+/// hold an append carrying one maximal batch, with the envelope and the
+/// consensus message around it.
+pub const PEER_FRAME_BYTES_MAX: usize = 100 * 1024 * 1024;
+
+const _: () = assert!(PEER_FRAME_BYTES_MAX > BATCH_BYTES_MAX + 1024 * 1024);
+
+/// Batch bytes one replication append carries at most (a single larger
+/// batch still goes alone): appends are pipelined in pieces this size, so
+/// a lagging follower never gets a message of hundreds of MiB and one
+/// group's catch-up does not hold the pair's connection for long.
+pub const PEER_APPEND_BYTES_MAX: usize = 8 * 1024 * 1024;

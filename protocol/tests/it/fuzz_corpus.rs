@@ -281,6 +281,15 @@ fn write_corpus() {
             batches.push(bytes);
         }
     }
+    for (i, frame) in draw(crate::peer_frames::peer_frame())
+        .into_iter()
+        .take(12)
+        .enumerate()
+    {
+        let mut bytes = BytesMut::new();
+        frame.encode(&mut bytes).expect("seed encodes");
+        write_seed("peer_frame", &format!("frame-{i}"), &bytes);
+    }
     for (i, pair) in batches.windows(2).enumerate() {
         let mut run = pair.concat();
         // A fetch's last batch is routinely cut short.

@@ -9,6 +9,7 @@ mod batch_iter;
 mod batch_producer;
 mod batch_roundtrip;
 mod fuzz_corpus;
+mod peer_frames;
 mod wire_codes;
 mod wire_common;
 mod wire_errors;
