@@ -1,0 +1,3 @@
+//! rill-replication integration tests: one binary, one module per concern.
+
+mod transport;
