@@ -460,9 +460,13 @@ fn check_batches(bytes: &Bytes, position: u64) -> Result<Checked> {
         let view = view?;
         view.validate()?;
         let header = view.header();
-        let skipped = position.saturating_sub(header.base_offset);
-        let count = u64::from(header.record_count).saturating_sub(skipped);
-        records += usize::try_from(count).unwrap_or(usize::MAX);
+        // A control batch (the replication layer's own entry) takes its
+        // offset but holds no record for the application.
+        if !header.is_control() {
+            let skipped = position.saturating_sub(header.base_offset);
+            let count = u64::from(header.record_count).saturating_sub(skipped);
+            records += usize::try_from(count).unwrap_or(usize::MAX);
+        }
         next_offset = next_offset.max(header.next_offset());
     }
     Ok(Checked {
@@ -514,18 +518,26 @@ impl Records {
             .map(|p| (&*p.topic, p.partition, p.high_watermark))
     }
 
-    /// The batches, in fetch order (per partition, offset order). Each
-    /// opens its records in place (decompressing a zstd batch once).
+    /// The batches, in fetch order (per partition, offset order), control
+    /// batches left out. Each opens its records in place (decompressing a
+    /// zstd batch once).
     pub fn batches(&self) -> impl Iterator<Item = Result<RecordBatch<'_>>> + '_ {
         self.parts.iter().flat_map(|part| {
-            BatchIter::new(&part.bytes).map(move |view| {
-                let view = view?;
-                Ok(RecordBatch {
+            BatchIter::new(&part.bytes).filter_map(move |view| {
+                let view = match view {
+                    Ok(view) if view.header().is_control() => return None,
+                    Ok(view) => view,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                Some(Ok(RecordBatch {
                     topic: &part.topic,
                     partition: part.partition,
                     skip_below: part.position,
-                    records: view.records()?,
-                })
+                    records: match view.records() {
+                        Ok(records) => records,
+                        Err(e) => return Some(Err(e.into())),
+                    },
+                }))
             })
         })
     }

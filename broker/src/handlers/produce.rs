@@ -114,6 +114,14 @@ fn split_batches(
     };
     while !records.is_empty() {
         let view = BatchView::new(&records).map_err(|e| (batch_error_code(&e), e.to_string()))?;
+        if view.header().is_control() {
+            // Control batches are the replication layer's own entries; a
+            // producer's would be read as one (Kafka refuses them alike).
+            return Err((
+                ErrorCode::InvalidRecord,
+                "producers may not write control batches".into(),
+            ));
+        }
         let len = view.len();
         if len > max_message_bytes as usize {
             return Err((

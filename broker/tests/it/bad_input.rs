@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rill_protocol::wire::*;
+use rill_protocol::BatchBuilder;
 use tokio::io::AsyncWriteExt;
 
 use crate::common::{batch, batches, sample, scrape, start, Client};
@@ -187,6 +188,15 @@ async fn bad_frames_and_batches_fail_alone_while_a_good_client_keeps_working() {
         .produce("small", 0, Acks::All, batch(1, &"x".repeat(2048), 1))
         .await;
     assert_eq!(r.error, ErrorCode::MessageTooLarge);
+    // A control batch is the replication layer's own: no producer may
+    // write one, alone or behind a data batch.
+    let control = BatchBuilder::control(1, b"{}").expect("control batch builds");
+    let r = c.produce("good", 0, Acks::All, control.clone()).await;
+    assert_eq!(r.error, ErrorCode::InvalidRecord);
+    let mut behind = batch(1, "fine", 1);
+    behind.extend_from_slice(&control);
+    let r = c.produce("good", 0, Acks::Leader, behind).await;
+    assert_eq!(r.error, ErrorCode::InvalidRecord);
 
     stop.store(true, Ordering::Relaxed);
     let produced = good.await.expect("good client never failed");

@@ -9,6 +9,7 @@ mod callbacks;
 mod common;
 mod compression;
 mod connection;
+mod control_batches;
 mod crash_durability;
 mod crash_harness;
 mod faults_storage;

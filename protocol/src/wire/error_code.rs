@@ -146,6 +146,8 @@ error_codes! {
         "The group still has members and cannot be deleted.";
     GroupIdNotFound = 69, retriable = false,
         "The group does not exist.";
+    InvalidRecord = 87, retriable = false,
+        "A record batch is well formed but not allowed here (such as a control batch sent by a producer: only the replication layer writes those).";
     ThrottlingQuotaExceeded = 89, retriable = true,
         "The request was refused by a rate quota; retry after backing off.";
     FencedMemberEpoch = 110, retriable = false,

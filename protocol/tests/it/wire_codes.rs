@@ -37,6 +37,7 @@ const ERROR_CODES: &[(i16, &str, bool)] = &[
     (59, "UnknownProducerId", false),
     (68, "NonEmptyGroup", false),
     (69, "GroupIdNotFound", false),
+    (87, "InvalidRecord", false),
     (89, "ThrottlingQuotaExceeded", true),
     (110, "FencedMemberEpoch", false),
     (113, "StaleMemberEpoch", false),
