@@ -160,6 +160,38 @@ fn reason_label(reason: RefusedReason) -> &'static str {
     }
 }
 
+/// What is wrong with a Hello received by `me`, if anything: another
+/// protocol version, another cluster, or addressed to another node.
+fn hello_mismatch(
+    me: &PeerIdentity,
+    version: u16,
+    cluster_id: &[u8; CLUSTER_ID_BYTES],
+    to: u64,
+) -> Option<(RefusedReason, String)> {
+    if version != PEER_PROTOCOL_VERSION {
+        Some((
+            RefusedReason::Version,
+            format!("protocol version {version}; this broker speaks {PEER_PROTOCOL_VERSION}"),
+        ))
+    } else if *cluster_id != me.cluster_id {
+        Some((
+            RefusedReason::OtherCluster,
+            format!(
+                "cluster {}; this broker belongs to cluster {}",
+                hex(cluster_id),
+                hex(&me.cluster_id)
+            ),
+        ))
+    } else if to != me.node_id {
+        Some((
+            RefusedReason::WrongNode,
+            format!("addressed to node {to}; this is node {}", me.node_id),
+        ))
+    } else {
+        None
+    }
+}
+
 /// Tells the peer why, counts it, and gives up on the connection.
 async fn refuse(
     writer: &mut OwnedWriteHalf,
@@ -282,35 +314,14 @@ async fn serve(
             from,
             to,
         })) => {
-            let refusal = if version != PEER_PROTOCOL_VERSION {
-                Some((
-                    RefusedReason::Version,
-                    format!(
-                        "protocol version {version}; this broker speaks {PEER_PROTOCOL_VERSION}"
-                    ),
-                ))
-            } else if cluster_id != me.cluster_id {
-                Some((
-                    RefusedReason::OtherCluster,
-                    format!(
-                        "cluster {}; this broker belongs to cluster {}",
-                        hex(&cluster_id),
-                        hex(&me.cluster_id)
-                    ),
-                ))
-            } else if to != me.node_id {
-                Some((
-                    RefusedReason::WrongNode,
-                    format!("addressed to node {to}; this is node {}", me.node_id),
-                ))
-            } else if !members(from) {
-                Some((
-                    RefusedReason::UnknownNode,
-                    format!("node {from} is not a broker of this cluster"),
-                ))
-            } else {
-                None
-            };
+            let refusal = hello_mismatch(&me, version, &cluster_id, to).or_else(|| {
+                (!members(from)).then(|| {
+                    (
+                        RefusedReason::UnknownNode,
+                        format!("node {from} is not a broker of this cluster"),
+                    )
+                })
+            });
             if let Some((reason, message)) = refusal {
                 refuse(&mut writer, peer, reason, message).await;
                 return;
@@ -631,18 +642,11 @@ impl PeerClient {
                 from,
                 to,
             })) => {
-                if version != PEER_PROTOCOL_VERSION {
-                    return Err(bad_peer(format!("it speaks protocol version {version}")));
+                if let Some((_, message)) = hello_mismatch(&self.me, version, &cluster_id, to) {
+                    return Err(bad_peer(message));
                 }
-                if cluster_id != self.me.cluster_id {
-                    return Err(bad_peer(format!(
-                        "it belongs to cluster {}, this broker to {}",
-                        hex(&cluster_id),
-                        hex(&self.me.cluster_id)
-                    )));
-                }
-                if from != self.node || to != self.me.node_id {
-                    return Err(bad_peer(format!("it is node {from} (answering node {to})")));
+                if from != self.node {
+                    return Err(bad_peer(format!("it is node {from}")));
                 }
             }
             Ok(Ok(PeerFrame::Refused { reason, message })) => {
