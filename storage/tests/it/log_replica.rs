@@ -7,15 +7,34 @@
 //! leader change.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use rill_protocol::batch::{stamp_base_offset, BatchBuilder, BatchError, Compression};
+use rill_storage::io::IoBackend;
 use rill_storage::{Durability, PartitionLog, ProducerError, StorageError};
 
 use crate::log_support::{
     backends, batch, now_ms, read_all, runtime, segment_files, small_config, split_batches,
     std_backend, tempdir,
 };
+
+/// A leader's and a replica's log in fresh directories (kept alive by the
+/// returned guards), both with 4 KiB segments on `backend`.
+fn leader_and_replica(
+    backend: Arc<dyn IoBackend>,
+) -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    PartitionLog,
+    PartitionLog,
+) {
+    let (leader_dir, replica_dir) = (tempdir(), tempdir());
+    let leader =
+        PartitionLog::open(leader_dir.path(), small_config(4096), backend.clone()).unwrap();
+    let replica = PartitionLog::open(replica_dir.path(), small_config(4096), backend).unwrap();
+    (leader_dir, replica_dir, leader, replica)
+}
 
 const PID: i64 = 7_000;
 const OTHER_PID: i64 = 7_001;
@@ -166,10 +185,7 @@ fn replica_fed_the_leaders_batches_ends_byte_identical() {
 fn replica_refuses_a_batch_that_does_not_continue_the_log() {
     let rt = runtime();
     for (name, backend) in backends() {
-        let (leader_dir, replica_dir) = (tempdir(), tempdir());
-        let leader =
-            PartitionLog::open(leader_dir.path(), small_config(4096), backend.clone()).unwrap();
-        let replica = PartitionLog::open(replica_dir.path(), small_config(4096), backend).unwrap();
+        let (_leader_dir, replica_dir, leader, replica) = leader_and_replica(backend);
         lead(&leader, &rt, &producer_batches());
         let copies = fetch(&leader, 0);
         follow(&replica, &rt, &copies[..5], name);
@@ -233,10 +249,7 @@ fn replica_refuses_a_batch_that_does_not_continue_the_log() {
 fn replica_refuses_a_batch_failing_its_crc() {
     let rt = runtime();
     for (name, backend) in backends() {
-        let (leader_dir, replica_dir) = (tempdir(), tempdir());
-        let leader =
-            PartitionLog::open(leader_dir.path(), small_config(4096), backend.clone()).unwrap();
-        let replica = PartitionLog::open(replica_dir.path(), small_config(4096), backend).unwrap();
+        let (_leader_dir, _replica_dir, leader, replica) = leader_and_replica(backend);
         lead(&leader, &rt, &producer_batches()[..3]);
         let copies = fetch(&leader, 0);
         let mut damaged = copies[0].clone();
@@ -263,10 +276,7 @@ fn replica_refuses_a_batch_failing_its_crc() {
 fn replica_producer_state_equals_the_leaders_and_answers_retries() {
     let rt = runtime();
     for (name, backend) in backends() {
-        let (leader_dir, replica_dir) = (tempdir(), tempdir());
-        let leader =
-            PartitionLog::open(leader_dir.path(), small_config(4096), backend.clone()).unwrap();
-        let replica = PartitionLog::open(replica_dir.path(), small_config(4096), backend).unwrap();
+        let (_leader_dir, _replica_dir, leader, replica) = leader_and_replica(backend);
         let sent = producer_batches();
         let infos = lead(&leader, &rt, &sent);
         // A retry on the leader is answered there and never reaches the
@@ -370,10 +380,7 @@ fn replica_never_refuses_or_deduplicates_its_leaders_batches() {
 fn replica_truncated_takes_the_leaders_batches_again_from_the_cut() {
     let rt = runtime();
     for (name, backend) in backends() {
-        let (leader_dir, replica_dir) = (tempdir(), tempdir());
-        let leader =
-            PartitionLog::open(leader_dir.path(), small_config(4096), backend.clone()).unwrap();
-        let replica = PartitionLog::open(replica_dir.path(), small_config(4096), backend).unwrap();
+        let (leader_dir, replica_dir, leader, replica) = leader_and_replica(backend);
         lead(&leader, &rt, &producer_batches());
         let copies = fetch(&leader, 0);
         follow(&replica, &rt, &copies, name);
