@@ -46,7 +46,11 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames queued for one connection's writer before senders wait.
 const WRITE_QUEUE_FRAMES: usize = 1024;
 /// Requests of one group queued on the answering side before the
-/// connection's reader waits (backpressure to the sender over TCP).
+/// connection's reader waits (backpressure to the sender over TCP). While
+/// it waits, the other groups' requests on that connection wait too: a
+/// group that falls this far behind slows its pair of brokers rather than
+/// growing memory without bound. Raft keeps few requests of a group in
+/// flight, so in practice the bound is not reached.
 const GROUP_QUEUE_REQUESTS: usize = 64;
 
 /// Refused connections, by reason.
