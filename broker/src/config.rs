@@ -139,6 +139,18 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_LISTEN", default_value_t = LISTEN_DEFAULT)]
     pub listen: SocketAddr,
 
+    /// This broker's id in its cluster (Kafka's `node.id`): what Metadata
+    /// names as the broker and as the leader of the partitions it leads.
+    #[arg(long, env = "RILL_NODE_ID", default_value_t = 0)]
+    pub node_id: u32,
+
+    /// `host:port` clients are told to reach this broker at (Kafka's
+    /// `advertised.listeners`) when it differs from `--listen`, such as
+    /// behind NAT or when listening on 0.0.0.0 [default: the listen address].
+    #[arg(long, env = "RILL_ADVERTISED_ADDR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_addr: Option<String>,
+
     /// Address of the Prometheus `/metrics` endpoint (port 0: any free port).
     #[arg(long, env = "RILL_METRICS_ADDR", default_value_t = METRICS_ADDR_DEFAULT)]
     pub metrics_addr: SocketAddr,
@@ -278,6 +290,8 @@ impl Default for BrokerConfig {
             config: None,
             print_config: false,
             listen: LISTEN_DEFAULT,
+            node_id: 0,
+            advertised_addr: None,
             metrics_addr: METRICS_ADDR_DEFAULT,
             data_dir: PathBuf::from(DATA_DIR_DEFAULT),
             io_backend: IoBackendSetting::Auto,
@@ -363,6 +377,18 @@ impl BrokerConfig {
     /// Checks every setting and the relations between them.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if i32::try_from(self.node_id).is_err() {
+            return invalid(format!(
+                "node_id {} must be at most {} (Kafka's node ids are 32-bit signed)",
+                self.node_id,
+                i32::MAX
+            ));
+        }
+        if let Some(addr) = &self.advertised_addr {
+            if let Err(e) = parse_host_port(addr) {
+                return invalid(format!("advertised_addr {addr:?}: {e}"));
+            }
+        }
         let frame_limit = u64::from(u32::MAX);
         if self.frame_bytes_max == 0 || self.frame_bytes_max > frame_limit {
             return invalid(format!(
@@ -468,6 +494,25 @@ impl BrokerConfig {
             producer_ids_max: self.producer_ids_per_partition_max,
         })
     }
+}
+
+/// Splits `host:port` (an IPv6 host in brackets, `[::1]:9092`); the host
+/// must be non-empty and the port a number.
+pub fn parse_host_port(addr: &str) -> Result<(String, u16), String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| "expected host:port".to_owned())?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err("the host is empty".to_owned());
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("port {port:?} is not a number in 0..=65535"))?;
+    Ok((host.to_owned(), port))
 }
 
 mod fsync_serde {

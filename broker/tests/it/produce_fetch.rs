@@ -450,3 +450,47 @@ async fn a_large_fetch_response_arrives_intact_across_partial_socket_writes() {
     }
     broker.shutdown().await;
 }
+
+/// `--node-id` and `--advertised-addr` are what Metadata tells clients:
+/// the broker's id, where to reach it, and who leads each partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_names_the_node_id_and_the_advertised_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = rill_broker::BrokerConfig {
+        node_id: 3,
+        advertised_addr: Some("broker-3.example:19092".to_owned()),
+        ..crate::common::config(dir.path())
+    };
+    let broker = rill_broker::Broker::start(config).await.expect("starts");
+    let mut c = Client::connect(broker.local_addr()).await;
+    assert_eq!(c.create_topic("meta", 2, &[]).await.error, ErrorCode::None);
+    let m = match c
+        .call(Request::Metadata(MetadataRequest { topics: None }))
+        .await
+    {
+        Response::Metadata(m) => m,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(
+        m.brokers,
+        vec![MetadataBroker {
+            node_id: 3,
+            host: "broker-3.example".to_owned(),
+            port: 19092
+        }]
+    );
+    assert!(m.topics[0].partitions.iter().all(|p| p.leader == 3));
+    broker.shutdown().await;
+
+    for (node_id, advertised) in [(u32::MAX, None), (0, Some("no-port")), (0, Some(":9092"))] {
+        let bad = rill_broker::BrokerConfig {
+            node_id,
+            advertised_addr: advertised.map(str::to_owned),
+            ..crate::common::config(dir.path())
+        };
+        assert!(
+            matches!(bad.validate(), Err(rill_broker::ConfigError::Invalid(_))),
+            "node id {node_id}, advertised {advertised:?} accepted"
+        );
+    }
+}
