@@ -100,15 +100,23 @@ impl PartitionLog {
         result
     }
 
+    /// Drops the segments from index `keep` on (never the first: a log
+    /// always has an active segment) and removes their files; returns
+    /// whether there were any.
+    fn remove_segments_from(&self, inner: &mut Inner, keep: usize) -> Result<bool> {
+        let removed: Vec<Segment> = inner.segments.drain(keep..).collect();
+        for segment in &removed {
+            recovery::remove_segment_files(&self.dir, segment.base_offset, self.backend.as_ref())?;
+        }
+        Ok(!removed.is_empty())
+    }
+
     fn truncate_locked(&self, inner: &mut Inner, offset: u64) -> Result<()> {
         let keep = inner
             .segments
             .partition_point(|s| s.base_offset < offset)
             .max(1);
-        let removed: Vec<Segment> = inner.segments.drain(keep..).collect();
-        for segment in &removed {
-            recovery::remove_segment_files(&self.dir, segment.base_offset, self.backend.as_ref())?;
-        }
+        self.remove_segments_from(inner, keep)?;
         let interval = self.config.index_interval_bytes;
         let active = inner.active_mut();
         if active.next_offset > offset {
@@ -186,10 +194,7 @@ impl PartitionLog {
             .segments
             .partition_point(|s| s.base_offset <= cut.segment_base)
             .max(1);
-        let removed: Vec<Segment> = inner.segments.drain(keep..).collect();
-        for segment in &removed {
-            recovery::remove_segment_files(&self.dir, segment.base_offset, self.backend.as_ref())?;
-        }
+        let removed_any = self.remove_segments_from(inner, keep)?;
         let interval = self.config.index_interval_bytes;
         let active = inner.active_mut();
         // Cut first: it frees the space the index rewrite below needs. The
@@ -219,7 +224,7 @@ impl PartitionLog {
         inner.next_offset = end;
         inner.written_end = end;
         inner.durable_end = inner.durable_end.min(end);
-        if !removed.is_empty() {
+        if removed_any {
             inner.dir_dirty = true;
         }
         self.rebuild_producers(inner)
