@@ -17,7 +17,7 @@ use rkyv::vec::{ArchivedVec, VecResolver};
 use rkyv::{Archive, Place, Serialize};
 
 use super::header::{
-    compute_crc, Compression, FORMAT_VERSION, HEADER_LEN, MAGIC, OFFSET_ATTRIBUTES,
+    compute_crc, Compression, ATTR_CONTROL, FORMAT_VERSION, HEADER_LEN, MAGIC, OFFSET_ATTRIBUTES,
     OFFSET_BASE_OFFSET, OFFSET_BASE_SEQUENCE, OFFSET_BATCH_LENGTH, OFFSET_CODEC, OFFSET_CRC,
     OFFSET_FIRST_TIMESTAMP, OFFSET_FORMAT_VERSION, OFFSET_HEADER_LENGTH, OFFSET_LAST_OFFSET_DELTA,
     OFFSET_LEADER_EPOCH, OFFSET_MAGIC, OFFSET_MAX_TIMESTAMP, OFFSET_PAYLOAD_LENGTH,
@@ -49,6 +49,7 @@ pub struct BatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    attributes: u16,
     records: Vec<PendingRecord>,
     arena: Arena,
     first_timestamp: i64,
@@ -71,6 +72,7 @@ impl BatchBuilder {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_PRODUCER_EPOCH,
             base_sequence: NO_SEQUENCE,
+            attributes: 0,
             records: Vec::new(),
             arena: Arena::default(),
             first_timestamp: 0,
@@ -90,6 +92,22 @@ impl BatchBuilder {
         self.producer_epoch = producer_epoch;
         self.base_sequence = base_sequence;
         self
+    }
+
+    /// A finished control batch ([`ATTR_CONTROL`]): one uncompressed record,
+    /// no key, no headers, no producer, whose value is `payload`.
+    ///
+    /// The replication layer writes its own entries (a leader's blank
+    /// entry, a membership change) this way, so they sit in the partition
+    /// log between data batches and consumers can tell them apart. Every
+    /// replica builds the batch itself from the same payload, so
+    /// `timestamp_ms` should be a value they agree on (the replication
+    /// layer passes 0) for their logs to come out byte-identical.
+    pub fn control(timestamp_ms: i64, payload: &[u8]) -> Result<BytesMut, BatchError> {
+        let mut b = BatchBuilder::new(Compression::None);
+        b.attributes = ATTR_CONTROL;
+        b.push(timestamp_ms, None, payload, &[]);
+        b.finish_into_mut()
     }
 
     /// Appends a record. Limits are checked by [`BatchBuilder::finish`];
@@ -231,6 +249,7 @@ impl BatchBuilder {
             producer_id: self.producer_id,
             producer_epoch: self.producer_epoch,
             base_sequence: self.base_sequence,
+            attributes: self.attributes,
             // Both fit: `batch_length <= BATCH_BYTES_MAX`, which is < u32::MAX.
             payload_length: payload_length as u32,
             batch_length: batch_length as u32,
@@ -413,6 +432,7 @@ struct HeaderFields {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    attributes: u16,
     payload_length: u32,
     batch_length: u32,
 }
@@ -436,7 +456,7 @@ impl HeaderFields {
             OFFSET_HEADER_LENGTH,
             (HEADER_LEN as u16).to_le_bytes(),
         );
-        put(&mut h, OFFSET_ATTRIBUTES, 0u16.to_le_bytes());
+        put(&mut h, OFFSET_ATTRIBUTES, self.attributes.to_le_bytes());
         put(
             &mut h,
             OFFSET_PRODUCER_EPOCH,

@@ -37,6 +37,14 @@ pub const HEADER_LEN: usize = OFFSET_PAYLOAD_LENGTH + 4;
 
 const _: () = assert!(HEADER_LEN == 72);
 
+/// Attribute bit of a *control batch*: a record the replication layer
+/// writes for itself (a new leader's blank entry, a membership change)
+/// rather than one a producer sent. It holds exactly one record whose value
+/// is the control payload; consumers skip such batches. Every other
+/// attribute bit is reserved and written as 0. The bit lies inside the
+/// CRC'd region: it is set when the batch is built, never stamped later.
+pub const ATTR_CONTROL: u16 = 1 << 0;
+
 /// Compression codec of the payload, stored in the header's codec byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
@@ -212,6 +220,12 @@ impl BatchHeader {
     /// epoch and base sequence are then set (`producer_id >= 0`).
     pub fn is_idempotent(&self) -> bool {
         self.producer_id >= 0
+    }
+
+    /// Whether this is a control batch ([`ATTR_CONTROL`]): written by the
+    /// replication layer, not by a producer.
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
     }
 
     /// Sequence number of the batch's last record.

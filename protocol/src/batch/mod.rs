@@ -8,6 +8,11 @@
 //! only ever touches the header: it validates lengths and CRC, then stamps the
 //! base offset. Consumers read records in place through [`BatchView`].
 //!
+//! A batch whose attributes carry [`ATTR_CONTROL`] is a *control batch*:
+//! one record, written by the replication layer for its own entries (a
+//! leader's blank entry, a membership change), built by
+//! [`BatchBuilder::control`]. Consumers are to skip it.
+//!
 //! - [`header`]: the fixed header's layout, parse and in-place stamps.
 //! - [`builder`]: [`BatchBuilder`], the producer side.
 //! - [`records`]: the rkyv record type and the in-place record reader.
@@ -18,7 +23,7 @@ pub mod header;
 
 pub use header::{
     compute_crc, sequence_add, stamp_base_offset, stamp_leader_epoch, stamp_producer, BatchHeader,
-    Compression, RecordBatchHeaderField, HEADER_LEN,
+    Compression, RecordBatchHeaderField, ATTR_CONTROL, HEADER_LEN,
 };
 
 /// What can be wrong with bytes that claim to be a batch.

@@ -2,6 +2,7 @@
 
 mod batch_builder_payload;
 mod batch_common;
+mod batch_control;
 mod batch_errors;
 mod batch_fuzz;
 mod batch_golden;
