@@ -1,0 +1,5 @@
+//! rill-replication integration tests: one binary, one module per concern.
+
+mod store;
+mod suite;
+mod support;
