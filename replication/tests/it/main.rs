@@ -1,3 +1,6 @@
 //! rill-replication integration tests: one binary, one module per concern.
 
+mod store;
+mod suite;
+mod support;
 mod transport;

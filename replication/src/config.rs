@@ -1,0 +1,58 @@
+//! The openraft configuration of a data partition.
+//!
+//! Snapshots of a data partition are metadata only (see `state_machine`),
+//! so a snapshot must never stand in for entries a follower lacks: that
+//! follower would skip the data. So openraft builds no snapshot by policy
+//! (`SnapshotPolicy::Never`) and purges no log because a snapshot covers it
+//! (`max_in_snapshot_log_to_keep = u64::MAX`: the purge point it computes
+//! stays at 0). With nothing purged, a lagging follower is always sent
+//! entries. Purging, if ever, is for the partition's retention to drive.
+
+use openraft::{Config, SnapshotPolicy};
+
+use crate::error::ReplicationError;
+
+/// The openraft [`Config`] of a data partition with these timings (ms),
+/// validated (the election timeout range is `[election, 2 * election)`,
+/// which must be above the heartbeat).
+pub fn raft_config(
+    election_timeout_ms: u64,
+    heartbeat_ms: u64,
+) -> Result<Config, ReplicationError> {
+    let config = Config {
+        cluster_name: "rill-partition".to_string(),
+        election_timeout_min: election_timeout_ms,
+        election_timeout_max: election_timeout_ms.saturating_mul(2),
+        heartbeat_interval: heartbeat_ms,
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: u64::MAX,
+        ..Config::default()
+    };
+    Ok(config.validate()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_and_snapshot_driven_purges_are_off() {
+        let c = raft_config(1_000, 100).unwrap();
+        assert_eq!(c.snapshot_policy, SnapshotPolicy::Never);
+        assert_eq!(c.max_in_snapshot_log_to_keep, u64::MAX);
+        assert_eq!(
+            (c.election_timeout_min, c.election_timeout_max),
+            (1_000, 2_000)
+        );
+        assert_eq!(c.heartbeat_interval, 100);
+    }
+
+    #[test]
+    fn timings_are_validated() {
+        assert!(
+            raft_config(100, 100).is_err(),
+            "heartbeat must be below the election timeout"
+        );
+        assert!(raft_config(0, 0).is_err());
+    }
+}

@@ -1,0 +1,691 @@
+//! The Raft log store of a data partition: the partition's segment log
+//! *is* the Raft log. One entry is one batch; nothing is written twice.
+//!
+//! - A normal entry is the producer's batch itself, with its base offset
+//!   and leader epoch stamped by the append (the epoch field carries the
+//!   entry's term). A leader's blank entry and a membership change are
+//!   control batches ([`rill_protocol::batch::ATTR_CONTROL`]) whose one
+//!   record holds the JSON of [`ControlPayload`].
+//! - Entry indexes are not stored in the batches: the entries are the
+//!   log's batches in order, from the *anchor* kept in the state file
+//!   (`state_file`): the batch at the anchor offset has the anchor index,
+//!   each later batch the next index. So an entry's log id is
+//!   `(leader_epoch, anchor index + ordinal)`.
+//! - Base offsets are the log end when the entry is appended. That is
+//!   deterministic, so every replica gives a batch the same offsets, and
+//!   its segment files come out as the leader's.
+//!
+//! # Memory
+//! At open the store reads the log once from the anchor to the end and
+//! keeps 16 bytes per entry (base offset, term) in memory. That is a dense
+//! index: a partition of 10 million batches costs 160 MB. A sparse index
+//! (per term, plus reads to resolve an ordinal) is a later step; so is
+//! reading headers only at open (the log's `read` returns whole batches,
+//! so the open reads every byte once).
+//!
+//! # Write order
+//! openraft requires every write (append, vote, truncation, purge,
+//! committed id) to take effect in the order it was issued. Its calls come
+//! one at a time (`&mut self`); what could reorder them is durability, so:
+//! an append returns once its batches are *written* (readable), and
+//! reports *durable* through its callback after `PartitionLog::flush`, on a
+//! task of its own; every state-file write first flushes the log, so it is
+//! never durable before an append issued earlier; a truncation waits for
+//! in-flight writes and syncs (`PartitionLog::truncate_to` does).
+//!
+//! # Purge
+//! A purge records the purged log id (and moves the anchor past it) in the
+//! state file and forgets the entries in memory. It deletes no partition
+//! data: the batches stay readable through `PartitionLog::read`, as data,
+//! not as Raft entries. Deleting data is retention's decision, which will
+//! belong to the leader (a later change); it may only delete below the
+//! anchor.
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{EntryPayload, OptionalSend};
+use rill_protocol::batch::{
+    stamp_base_offset, stamp_leader_epoch, BatchBuilder, BatchHeader, BatchView, HEADER_LEN,
+};
+use rill_storage::{Durability, PartitionLog};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ReplicationError;
+use crate::state_file::{self, Anchor, PersistedState};
+use crate::types::{check_data_batch, Entry, LogId, Membership, RaftBatch, TypeConfig, Vote};
+
+/// Bytes asked of `PartitionLog::read` per call when scanning or reading
+/// entries (it returns at least one whole batch).
+const READ_CHUNK_BYTES: usize = 1024 * 1024;
+/// Batch bytes `limited_get_log_entries` returns at most (but always at
+/// least one entry), so one replication round stays bounded.
+const LIMITED_READ_BYTES: usize = 8 * 1024 * 1024;
+/// Timestamp of control batches: every replica builds them itself from the
+/// entry, so they must agree on it for their logs to be identical.
+const CONTROL_TIMESTAMP_MS: i64 = 0;
+
+/// What a control batch holds: the log store's own entries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ControlPayload {
+    Blank,
+    Membership(Membership),
+}
+
+/// One entry in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    base_offset: u64,
+    term: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 16);
+
+/// The in-memory view of the Raft log: the persisted state and one slot per
+/// entry. `slots[i]` has index `anchor.index + i`.
+#[derive(Debug)]
+struct Index {
+    state: PersistedState,
+    slots: VecDeque<Slot>,
+    /// One past the last entry's last offset: where the next batch goes.
+    end_offset: u64,
+}
+
+impl Index {
+    fn first_index(&self) -> Option<u64> {
+        self.state.anchor.map(|a| a.index)
+    }
+
+    /// The index the next append must have; `None` while the log holds no
+    /// entry and nothing was purged (the first entry sets the index).
+    fn next_index(&self) -> Option<u64> {
+        match (self.first_index(), self.state.purged) {
+            (Some(first), _) if !self.slots.is_empty() => Some(first + self.slots.len() as u64),
+            (_, Some(p)) => Some(p.index + 1),
+            _ => None,
+        }
+    }
+
+    fn last_log_id(&self) -> Option<LogId> {
+        match (self.first_index(), self.slots.back()) {
+            (Some(first), Some(last)) => Some(LogId::new_term_index(
+                u64::from(last.term),
+                first + self.slots.len() as u64 - 1,
+            )),
+            _ => self.state.purged,
+        }
+    }
+
+    fn last_term(&self) -> Option<u32> {
+        self.slots.back().map(|s| s.term)
+    }
+}
+
+/// State shared by the store and its readers.
+#[derive(Debug)]
+struct Shared {
+    log: Arc<PartitionLog>,
+    state_path: PathBuf,
+    index: Mutex<Index>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        // The index is only changed after the I/O it reflects succeeded, in
+        // small steps that leave it whole: a panicking holder leaves it usable.
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn mismatch(&self, reason: String) -> ReplicationError {
+        ReplicationError::LogMismatch {
+            dir: self.log.dir().to_path_buf(),
+            reason,
+        }
+    }
+}
+
+/// The Raft log store over one [`PartitionLog`]. Implements openraft's
+/// [`RaftLogStorage`]; its readers ([`LogReader`]) see every append as
+/// soon as it returns.
+///
+/// The store must be the log's only writer.
+#[derive(Debug)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+}
+
+/// Reads entries and the vote for openraft's replication and apply tasks.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+}
+
+/// Where the state file of the partition in `partition_dir` goes by
+/// default: beside the directory (`<dir>.raft`), not in it, since storage
+/// recovery owns the directory.
+pub fn default_state_path(partition_dir: &Path) -> PathBuf {
+    let mut name = partition_dir.as_os_str().to_owned();
+    name.push(".raft");
+    PathBuf::from(name)
+}
+
+impl LogStore {
+    /// Opens the Raft log over `log`, whose Raft state is in `state_path`
+    /// (created on the first write). Reads the log from the anchor to the
+    /// end to rebuild the in-memory index.
+    ///
+    /// Fails if the state file is damaged, if the log holds data but there
+    /// is no state, or if the log does not hold the entries the state
+    /// describes (they start below the log start or past its end, or a
+    /// batch is not where the previous one ends).
+    pub fn open(
+        log: Arc<PartitionLog>,
+        state_path: impl Into<PathBuf>,
+    ) -> Result<Self, ReplicationError> {
+        let state_path = state_path.into();
+        let found = state_file::read(&state_path)?;
+        let log_start = log.log_start_offset();
+        let log_end = log.log_end_offset();
+        let shared = Shared {
+            log,
+            state_path,
+            index: Mutex::new(Index {
+                state: PersistedState::default(),
+                slots: VecDeque::new(),
+                end_offset: log_end,
+            }),
+        };
+        let state = found.unwrap_or_default();
+        let scan_from = match (state.anchor, state.purged) {
+            (None, None) if log_end == log_start => log_end,
+            (None, None) => {
+                return Err(shared.mismatch(format!(
+                    "the log holds offsets {log_start}..{log_end} but {} records no raft entry \
+                     (a partition that is not a raft log, or a lost state file)",
+                    shared.state_path.display()
+                )))
+            }
+            (None, Some(p)) => {
+                return Err(shared.mismatch(format!(
+                    "entries up to {p} are purged but the state records no anchor"
+                )))
+            }
+            (Some(a), purged) => {
+                if a.offset < log_start || a.offset > log_end {
+                    return Err(shared.mismatch(format!(
+                        "entries start at offset {} (index {}), outside the log's offsets \
+                         {log_start}..={log_end}",
+                        a.offset, a.index
+                    )));
+                }
+                if let Some(p) = purged.filter(|p| p.index >= a.index) {
+                    return Err(shared.mismatch(format!(
+                        "purged up to {p} but the entries start at index {}",
+                        a.index
+                    )));
+                }
+                a.offset
+            }
+        };
+        let slots = scan(&shared, scan_from, log_end)?;
+        {
+            let mut index = shared.lock();
+            index.state = state;
+            index.slots = slots;
+        }
+        tracing::info!(
+            dir = %shared.log.dir().display(),
+            entries = shared.lock().slots.len(),
+            "raft log store opened"
+        );
+        Ok(LogStore {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The partition log under the store (for reads of the data).
+    pub fn log(&self) -> &Arc<PartitionLog> {
+        &self.shared.log
+    }
+
+    /// A reader sharing this store's view.
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Writes `next` as the state file once every earlier append is
+    /// durable, then makes it the in-memory state and runs `then` on the
+    /// index under the same lock.
+    async fn persist(
+        &self,
+        next: PersistedState,
+        then: impl FnOnce(&mut Index),
+    ) -> Result<(), ReplicationError> {
+        self.shared.log.flush().await?;
+        let path = self.shared.state_path.clone();
+        let written = next.clone();
+        tokio::task::spawn_blocking(move || state_file::write(&path, &written))
+            .await
+            .map_err(|e| ReplicationError::Task(e.to_string()))??;
+        let mut index = self.shared.lock();
+        index.state = next;
+        then(&mut index);
+        Ok(())
+    }
+
+    async fn append_entries(&self, entries: Vec<Entry>) -> Result<(), ReplicationError> {
+        for entry in entries {
+            let log_id = entry.log_id;
+            let (index, term) = (log_id.index, log_id.leader_id.term);
+            let term =
+                u32::try_from(term).map_err(|_| ReplicationError::TermTooLarge { index, term })?;
+            let mut batch = encode_entry(&entry)?;
+            let (base_offset, reanchor) = {
+                let idx = self.shared.lock();
+                if let Some(next) = idx.next_index().filter(|&n| n != index) {
+                    return Err(ReplicationError::NotContiguous {
+                        expected: next,
+                        got: index,
+                    });
+                }
+                if let Some(last) = idx.last_term().filter(|&t| t > term) {
+                    return Err(ReplicationError::TermDecreases {
+                        index,
+                        term: u64::from(term),
+                        last: u64::from(last),
+                    });
+                }
+                // With no entry, the first one fixes the index of the batch
+                // at the log end; recorded before the batch is written, so
+                // no batch is ever on disk without its index known.
+                let anchor = Anchor {
+                    index,
+                    offset: idx.end_offset,
+                };
+                let reanchor =
+                    (idx.slots.is_empty() && idx.state.anchor != Some(anchor)).then(|| {
+                        PersistedState {
+                            anchor: Some(anchor),
+                            ..idx.state.clone()
+                        }
+                    });
+                (idx.end_offset, reanchor)
+            };
+            if let Some(next) = reanchor {
+                self.persist(next, |_| {}).await?;
+            }
+            stamp_base_offset(&mut batch, base_offset);
+            stamp_leader_epoch(&mut batch, term);
+            let info = self
+                .shared
+                .log
+                .append_replica(batch, Durability::Written)
+                .await?;
+            let mut idx = self.shared.lock();
+            idx.slots.push_back(Slot { base_offset, term });
+            idx.end_offset = info.last_offset + 1;
+        }
+        Ok(())
+    }
+
+    async fn truncate_entries(&self, last: Option<LogId>) -> Result<(), ReplicationError> {
+        let (keep, cut) = {
+            let idx = self.shared.lock();
+            let Some(first) = idx.first_index() else {
+                return Ok(());
+            };
+            if let (Some(id), Some(p)) = (last, idx.state.purged) {
+                if id.index < p.index {
+                    return Err(ReplicationError::TruncateBelowPurged {
+                        index: id.index,
+                        purged: p.index,
+                    });
+                }
+            }
+            let keep = match last {
+                None => 0,
+                Some(id) => usize::try_from((id.index + 1).saturating_sub(first))
+                    .unwrap_or(usize::MAX)
+                    .min(idx.slots.len()),
+            };
+            match idx.slots.get(keep) {
+                None => return Ok(()),
+                Some(slot) => (keep, slot.base_offset),
+            }
+        };
+        self.shared.log.truncate_to(cut).await?;
+        let mut idx = self.shared.lock();
+        idx.slots.truncate(keep);
+        idx.end_offset = cut;
+        Ok(())
+    }
+
+    async fn purge_entries(&self, id: LogId) -> Result<(), ReplicationError> {
+        let (next, drop) = {
+            let idx = self.shared.lock();
+            if idx.state.purged.is_some_and(|p| p >= id) {
+                return Ok(());
+            }
+            let len = idx.slots.len();
+            let first = idx.first_index().unwrap_or(id.index + 1);
+            let drop = usize::try_from((id.index + 1).saturating_sub(first))
+                .unwrap_or(usize::MAX)
+                .min(len);
+            let anchor = match idx.slots.get(drop) {
+                Some(slot) => Anchor {
+                    index: first + drop as u64,
+                    offset: slot.base_offset,
+                },
+                // Everything purged (or beyond the last entry): the next
+                // entry goes at the log end with the index after the purge.
+                None => Anchor {
+                    index: id.index + 1,
+                    offset: idx.end_offset,
+                },
+            };
+            let next = PersistedState {
+                purged: Some(id),
+                anchor: Some(anchor),
+                ..idx.state.clone()
+            };
+            (next, drop)
+        };
+        self.persist(next, |idx| {
+            idx.slots.drain(..drop);
+        })
+        .await
+    }
+
+    async fn update_state(
+        &self,
+        change: impl FnOnce(&mut PersistedState),
+    ) -> Result<(), ReplicationError> {
+        let mut next = self.shared.lock().state.clone();
+        change(&mut next);
+        self.persist(next, |_| {}).await
+    }
+}
+
+/// Reads the log from `from` to `end` and returns one slot per batch,
+/// checking that each batch starts where the previous one ended and that
+/// terms never decrease.
+fn scan(shared: &Shared, from: u64, end: u64) -> Result<VecDeque<Slot>, ReplicationError> {
+    let mut slots: VecDeque<Slot> = VecDeque::new();
+    let mut offset = from;
+    while offset < end {
+        let chunk = shared.log.read(offset, READ_CHUNK_BYTES)?;
+        let mut pos = 0usize;
+        while let Some(rest) = chunk.get(pos..).filter(|r| r.len() >= HEADER_LEN) {
+            let header = BatchHeader::parse(rest)?;
+            let len = header.batch_length as usize;
+            if len > rest.len() {
+                break;
+            }
+            if header.base_offset != offset {
+                return Err(shared.mismatch(format!(
+                    "expected a batch at offset {offset}, found one at {}",
+                    header.base_offset
+                )));
+            }
+            if let Some(last) = slots.back().filter(|s| s.term > header.leader_epoch) {
+                return Err(shared.mismatch(format!(
+                    "batch at offset {offset} has term {} after term {}",
+                    header.leader_epoch, last.term
+                )));
+            }
+            slots.push_back(Slot {
+                base_offset: offset,
+                term: header.leader_epoch,
+            });
+            offset = header.next_offset();
+            pos += len;
+        }
+        if pos == 0 {
+            return Err(shared.mismatch(format!(
+                "no whole batch at offset {offset}, below the log end {end}"
+            )));
+        }
+    }
+    Ok(slots)
+}
+
+/// The batch an entry is stored as, not yet stamped.
+fn encode_entry(entry: &Entry) -> Result<BytesMut, ReplicationError> {
+    let control = match &entry.payload {
+        EntryPayload::Normal(data) => {
+            check_data_batch(data.as_bytes())?;
+            // Takes the buffer over if the entry held the only reference;
+            // else one copy, since stamping writes into it.
+            return Ok(BytesMut::from(data.as_bytes().clone()));
+        }
+        EntryPayload::Blank => ControlPayload::Blank,
+        EntryPayload::Membership(m) => ControlPayload::Membership(m.clone()),
+    };
+    let json = serde_json::to_vec(&control).map_err(|e| ReplicationError::ControlPayload {
+        offset: 0,
+        reason: format!("cannot encode entry {}: {e}", entry.log_id),
+    })?;
+    Ok(BatchBuilder::control(CONTROL_TIMESTAMP_MS, &json)?)
+}
+
+/// The entry a stored batch is: `bytes` is exactly the batch, `index` its
+/// position in the Raft log.
+fn decode_entry(bytes: Bytes, header: &BatchHeader, index: u64) -> Result<Entry, ReplicationError> {
+    let log_id = LogId::new_term_index(u64::from(header.leader_epoch), index);
+    if !header.is_control() {
+        return Ok(Entry {
+            log_id,
+            payload: EntryPayload::Normal(RaftBatch::from_log(bytes)),
+        });
+    }
+    let bad = |reason: String| ReplicationError::ControlPayload {
+        offset: header.base_offset,
+        reason,
+    };
+    let view = BatchView::new(&bytes)?;
+    let records = view.records()?;
+    if records.len() != 1 {
+        return Err(bad(format!("{} records, expected one", records.len())));
+    }
+    let record = records
+        .get(0)
+        .ok_or_else(|| bad("its record is missing".into()))?;
+    let payload: ControlPayload =
+        serde_json::from_slice(record.value()).map_err(|e| bad(format!("unreadable: {e}")))?;
+    let payload = match payload {
+        ControlPayload::Blank => EntryPayload::Blank,
+        ControlPayload::Membership(m) => EntryPayload::Membership(m),
+    };
+    Ok(Entry { log_id, payload })
+}
+
+impl LogReader {
+    /// The entries with indexes in `range` that the log holds, stopping
+    /// after `budget` batch bytes (but never before the first entry).
+    fn read_entries(
+        &self,
+        range: impl RangeBounds<u64>,
+        budget: usize,
+    ) -> Result<Vec<Entry>, ReplicationError> {
+        let (first, slots) = {
+            let idx = self.shared.lock();
+            let Some(first) = idx.first_index() else {
+                return Ok(Vec::new());
+            };
+            let held_end = first + idx.slots.len() as u64;
+            let start = match range.start_bound() {
+                Bound::Included(&s) => s,
+                Bound::Excluded(&s) => s.saturating_add(1),
+                Bound::Unbounded => 0,
+            }
+            .max(first);
+            let end = match range.end_bound() {
+                Bound::Included(&e) => e.saturating_add(1),
+                Bound::Excluded(&e) => e,
+                Bound::Unbounded => u64::MAX,
+            }
+            .min(held_end);
+            if start >= end {
+                return Ok(Vec::new());
+            }
+            // Both fit: they lie within the slots held in memory.
+            let (lo, hi) = ((start - first) as usize, (end - first) as usize);
+            let slots: Vec<Slot> = idx.slots.range(lo..hi).copied().collect();
+            (start, slots)
+        };
+        let mut out = Vec::with_capacity(slots.len());
+        let mut bytes_read = 0usize;
+        // The slots were taken under the lock; checking every batch read
+        // against them makes the read reflect one state of the log, or fail
+        // if a truncation cut it meanwhile.
+        let raced = || ReplicationError::ReadRaced {
+            start: first,
+            end: first + slots.len() as u64,
+        };
+        while out.len() < slots.len() && (out.is_empty() || bytes_read < budget) {
+            let offset = slots[out.len()].base_offset;
+            let chunk = self.shared.log.read(offset, READ_CHUNK_BYTES)?;
+            let mut pos = 0usize;
+            while let Some(rest) = chunk.get(pos..).filter(|r| r.len() >= HEADER_LEN) {
+                let Some(slot) = slots.get(out.len()) else {
+                    break;
+                };
+                let header = BatchHeader::parse(rest)?;
+                let len = header.batch_length as usize;
+                if len > rest.len() {
+                    break;
+                }
+                if header.base_offset != slot.base_offset || header.leader_epoch != slot.term {
+                    return Err(raced());
+                }
+                let index = first + out.len() as u64;
+                out.push(decode_entry(chunk.slice(pos..pos + len), &header, index)?);
+                pos += len;
+                bytes_read += len;
+                if bytes_read >= budget {
+                    break;
+                }
+            }
+            if pos == 0 {
+                return Err(raced());
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        self.read_entries(range, usize::MAX)
+            .map_err(|e| e.into_io("read entries"))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.lock().state.vote)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, io::Error> {
+        self.read_entries(start..end, LIMITED_READ_BYTES)
+            .map_err(|e| e.into_io("read entries"))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        self.reader().try_get_log_entries(range).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.lock().state.vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let idx = self.shared.lock();
+        Ok(LogState {
+            last_purged_log_id: idx.state.purged,
+            last_log_id: idx.last_log_id(),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> LogReader {
+        self.reader()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let vote = *vote;
+        self.update_state(|s| s.vote = Some(vote))
+            .await
+            .map_err(|e| e.into_io("save vote"))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.update_state(|s| s.committed = committed)
+            .await
+            .map_err(|e| e.into_io("save committed"))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.shared.lock().state.committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.append_entries(entries)
+            .await
+            .map_err(|e| e.into_io("append"))?;
+        // The entries are readable now; durable once this flush returns. A
+        // later append's flush may report first: each flush covers all
+        // earlier appends, and openraft keeps the newest completion.
+        let log = self.shared.log.clone();
+        tokio::spawn(async move {
+            let result = log
+                .flush()
+                .await
+                .map_err(|e| ReplicationError::from(e).into_io("flush appended entries"));
+            callback.io_completed(result);
+        });
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        self.truncate_entries(last_log_id)
+            .await
+            .map_err(|e| e.into_io("truncate"))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        self.purge_entries(log_id)
+            .await
+            .map_err(|e| e.into_io("purge"))
+    }
+}
