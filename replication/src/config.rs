@@ -26,6 +26,13 @@ pub fn raft_config(
         heartbeat_interval: heartbeat_ms,
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
+        // A node back from a partition asks before it campaigns, so it does
+        // not depose a healthy leader by raising the term.
+        enable_pre_vote: Some(true),
+        // A replica whose disk was lost or wiped comes back empty; the
+        // leader must then send it the whole log again rather than stop
+        // (openraft's default treats a follower's shorter log as a bug).
+        allow_log_reversion: Some(true),
         ..Config::default()
     };
     Ok(config.validate()?)

@@ -50,6 +50,17 @@ pub enum ReplicationError {
     ReadRaced { start: u64, end: u64 },
     #[error("cannot truncate after index {index}: entries up to {purged} are purged")]
     TruncateBelowPurged { index: u64, purged: u64 },
+    #[error("cannot listen for peers on {addr}: {message}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        message: String,
+    },
+    #[error("node {0} is not a broker of this cluster")]
+    UnknownNode(u64),
+    #[error("node {node} is not one of the replicas {replicas:?}")]
+    NotAReplica { node: u64, replicas: Vec<u64> },
+    #[error("raft: {0}")]
+    Raft(String),
     #[error("invalid raft configuration: {0}")]
     Config(#[from] openraft::ConfigError),
     #[error("background task failed: {0}")]

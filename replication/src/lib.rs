@@ -10,6 +10,12 @@
 //! - [`transport`]: the inter-broker connections: one per broker pair,
 //!   a Hello handshake that refuses peers of another cluster, every Raft
 //!   group's requests multiplexed on it by correlation id.
+//! - [`network`]: openraft's network over the transport ([`GroupNetwork`]
+//!   sends a group's messages, [`RaftRouter`] hands arriving ones to the
+//!   group's Raft).
+//! - [`node`]: what the broker uses: [`ReplicationNode`] (listener, peer
+//!   clients, the groups it hosts) and [`PartitionReplica`] (one
+//!   partition's Raft member: append, high watermark, status).
 //! - [`types`]: the Raft type configuration ([`TypeConfig`]) and the types
 //!   it names: [`BrokerNode`], [`RaftBatch`] (an entry's data: one batch),
 //!   [`Applied`] (what applying answers).
@@ -27,6 +33,8 @@
 pub mod config;
 pub mod error;
 pub mod log_store;
+pub mod network;
+pub mod node;
 mod state_file;
 pub mod state_machine;
 pub mod transport;
@@ -35,6 +43,10 @@ pub mod types;
 pub use config::raft_config;
 pub use error::ReplicationError;
 pub use log_store::{default_state_path, LogReader, LogStore};
+pub use network::{GroupNetwork, PartitionRaft, PeerClients, RaftRouter};
+pub use node::{
+    AppendError, AppendWait, NodeConfig, PartitionReplica, ReplicaStatus, ReplicationNode,
+};
 pub use state_machine::{DataStateMachine, MetaSnapshotBuilder};
 pub use transport::{PeerClient, PeerHandler, PeerIdentity, PeerListener, TransportError};
 pub use types::{Applied, BrokerNode, Entry, LogId, RaftBatch, TypeConfig, Vote};

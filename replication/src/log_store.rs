@@ -127,12 +127,52 @@ impl Index {
     }
 }
 
+/// Who waits for a tagged batch to be appended (a leader's `acks=leader`
+/// writes): tag → where to send the batch's base offset. A waiter that
+/// gives up removes its entry; an entry never appended here (leadership
+/// lost first) is removed by its waiter when openraft answers it.
+#[derive(Debug, Default)]
+pub struct AppendWaiters {
+    next_tag: std::sync::atomic::AtomicU64,
+    waiting: Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<u64>>>,
+}
+
+impl AppendWaiters {
+    /// A new tag and the receiver of its batch's base offset.
+    pub fn register(&self) -> (u64, tokio::sync::oneshot::Receiver<u64>) {
+        let tag = self
+            .next_tag
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.lock().insert(tag, tx);
+        (tag, rx)
+    }
+
+    pub fn forget(&self, tag: u64) {
+        self.lock().remove(&tag);
+    }
+
+    fn appended(&self, tag: u64, base_offset: u64) {
+        if let Some(tx) = self.lock().remove(&tag) {
+            let _ = tx.send(base_offset);
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> MutexGuard<'_, std::collections::HashMap<u64, tokio::sync::oneshot::Sender<u64>>> {
+        // Single inserts and removals: a panicking holder leaves it whole.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// State shared by the store and its readers.
 #[derive(Debug)]
 struct Shared {
     log: Arc<PartitionLog>,
     state_path: PathBuf,
     index: Mutex<Index>,
+    waiters: Arc<AppendWaiters>,
 }
 
 impl Shared {
@@ -200,6 +240,7 @@ impl LogStore {
                 slots: VecDeque::new(),
                 end_offset: log_end,
             }),
+            waiters: Arc::default(),
         };
         let state = found.unwrap_or_default();
         let scan_from = match (state.anchor, state.purged) {
@@ -254,6 +295,23 @@ impl LogStore {
         &self.shared.log
     }
 
+    /// True if the store holds no Raft state at all: no vote, no entry,
+    /// nothing purged (a replica never started before).
+    pub fn is_empty(&self) -> bool {
+        let idx = self.shared.lock();
+        idx.state.vote.is_none() && idx.state.purged.is_none() && idx.slots.is_empty()
+    }
+
+    /// The committed log id last saved.
+    pub fn committed(&self) -> Option<LogId> {
+        self.shared.lock().state.committed
+    }
+
+    /// Where a leader's tagged writes learn their base offset.
+    pub fn append_waiters(&self) -> Arc<AppendWaiters> {
+        Arc::clone(&self.shared.waiters)
+    }
+
     /// A reader sharing this store's view.
     pub fn reader(&self) -> LogReader {
         LogReader {
@@ -287,6 +345,10 @@ impl LogStore {
             let (index, term) = (log_id.index, log_id.leader_id.term);
             let term =
                 u32::try_from(term).map_err(|_| ReplicationError::TermTooLarge { index, term })?;
+            let tag = match &entry.payload {
+                EntryPayload::Normal(data) => data.tag(),
+                _ => None,
+            };
             let mut batch = encode_entry(&entry)?;
             let (base_offset, reanchor) = {
                 let idx = self.shared.lock();
@@ -329,9 +391,14 @@ impl LogStore {
                 .log
                 .append_replica(batch, Durability::Written)
                 .await?;
-            let mut idx = self.shared.lock();
-            idx.slots.push_back(Slot { base_offset, term });
-            idx.end_offset = info.last_offset + 1;
+            {
+                let mut idx = self.shared.lock();
+                idx.slots.push_back(Slot { base_offset, term });
+                idx.end_offset = info.last_offset + 1;
+            }
+            if let Some(tag) = tag {
+                self.shared.waiters.appended(tag, base_offset);
+            }
         }
         Ok(())
     }
@@ -508,6 +575,22 @@ fn decode_entry(bytes: Bytes, header: &BatchHeader, index: u64) -> Result<Entry,
 }
 
 impl LogReader {
+    /// The offset just past entry `index` (where the next entry's batch
+    /// starts), if the log holds that entry. This is what the high
+    /// watermark becomes once the entry is applied.
+    pub fn end_offset_after(&self, index: u64) -> Option<u64> {
+        let idx = self.shared.lock();
+        let first = idx.first_index()?;
+        let pos = usize::try_from(index.checked_sub(first)?).ok()?;
+        if pos + 1 < idx.slots.len() {
+            Some(idx.slots[pos + 1].base_offset)
+        } else if pos + 1 == idx.slots.len() {
+            Some(idx.end_offset)
+        } else {
+            None
+        }
+    }
+
     /// The entries with indexes in `range` that the log holds, stopping
     /// after `budget` batch bytes (but never before the first entry).
     fn read_entries(

@@ -1,8 +1,9 @@
 //! The state machine of a data partition.
 //!
 //! A data partition's state *is* its log: applying an entry changes
-//! nothing but the applied position (the broker will turn it into the high
-//! watermark, later). So the state machine tracks the last applied log id
+//! nothing but the applied position, which is the partition's **high
+//! watermark**: the offset just past the last applied (so committed) entry,
+//! published on a watch so that fetches and `acks=all` can wait on it. So the state machine tracks the last applied log id
 //! and the last membership, answers each entry's responder with its index
 //! and base offset, and its snapshots are **metadata only** (last applied,
 //! membership) — never partition data, which followers get from the log.
@@ -21,9 +22,10 @@ use futures_util::StreamExt;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend};
 
-use crate::types::{Applied, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use tokio::sync::watch;
 
-type MetaSnapshot = Snapshot<crate::types::CommittedLeaderId, u64, crate::types::BrokerNode, ()>;
+use crate::log_store::LogReader;
+use crate::types::{Applied, LogId, MetaSnapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
 #[derive(Debug, Default)]
 struct SmState {
@@ -34,14 +36,50 @@ struct SmState {
 
 /// The state machine of one data partition (see the module docs). Its
 /// snapshot data is `()`: a snapshot is its metadata.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DataStateMachine {
     state: Arc<Mutex<SmState>>,
+    /// Resolves an applied index to the high watermark; `None` in tests of
+    /// the bare state machine.
+    reader: Option<LogReader>,
+    high_watermark: Arc<watch::Sender<u64>>,
+}
+
+impl Default for DataStateMachine {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl DataStateMachine {
+    /// A state machine that tracks no high watermark.
     pub fn new() -> Self {
-        Self::default()
+        DataStateMachine {
+            state: Arc::default(),
+            reader: None,
+            high_watermark: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// The state machine of the partition `reader` reads: its high
+    /// watermark starts at the end of the last entry the log store knows
+    /// committed (durable in its state file), or at `floor` (the log start)
+    /// before any.
+    pub fn for_log(reader: LogReader, committed: Option<LogId>, floor: u64) -> Self {
+        let start = committed
+            .and_then(|c| reader.end_offset_after(c.index))
+            .unwrap_or(floor)
+            .max(floor);
+        DataStateMachine {
+            state: Arc::default(),
+            reader: Some(reader),
+            high_watermark: Arc::new(watch::channel(start).0),
+        }
+    }
+
+    /// The high watermark now, and changes to it.
+    pub fn high_watermark(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, SmState> {
@@ -105,6 +143,19 @@ impl RaftStateMachine<TypeConfig> for DataStateMachine {
                 if let EntryPayload::Membership(m) = &entry.payload {
                     st.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 }
+            }
+            if let Some(hw) = self
+                .reader
+                .as_ref()
+                .and_then(|r| r.end_offset_after(entry.log_id.index))
+            {
+                self.high_watermark.send_if_modified(|cur| {
+                    let moved = hw > *cur;
+                    if moved {
+                        *cur = hw;
+                    }
+                    moved
+                });
             }
             if let Some(r) = responder {
                 r.send(Applied {

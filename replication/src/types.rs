@@ -44,6 +44,8 @@ pub type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 pub type Membership = openraft::Membership<u64, BrokerNode>;
 /// A membership and the log id it was stored at.
 pub type StoredMembership = openraft::StoredMembership<CommittedLeaderId, u64, BrokerNode>;
+/// A snapshot of a data partition: its metadata, no data.
+pub type MetaSnapshot = openraft::storage::Snapshot<CommittedLeaderId, u64, BrokerNode, ()>;
 /// Metadata of a (metadata-only) snapshot.
 pub type SnapshotMeta = openraft::SnapshotMeta<CommittedLeaderId, u64, BrokerNode>;
 
@@ -59,8 +61,11 @@ pub struct BrokerNode {
 /// when it appends it, and reads it back stamped).
 ///
 /// Serialized as a byte string, so the batch crosses the network unchanged.
+/// A leader's own write may carry a *tag* (never serialized): the log store
+/// reports the base offset it gave the tagged batch as soon as it is
+/// appended, which is what `acks=leader` waits for.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RaftBatch(Bytes);
+pub struct RaftBatch(Bytes, Option<u64>);
 
 impl RaftBatch {
     /// Checks that `bytes` are exactly one whole batch with a valid CRC,
@@ -68,13 +73,22 @@ impl RaftBatch {
     /// producer's batch carrying the bit would be read back as one).
     pub fn new(bytes: Bytes) -> Result<Self, ReplicationError> {
         check_data_batch(&bytes)?;
-        Ok(RaftBatch(bytes))
+        Ok(RaftBatch(bytes, None))
+    }
+
+    /// The same batch, tagged for [`crate::log_store::AppendWaiters`].
+    pub(crate) fn tagged(self, tag: u64) -> Self {
+        RaftBatch(self.0, Some(tag))
+    }
+
+    pub(crate) fn tag(&self) -> Option<u64> {
+        self.1
     }
 
     /// Wraps bytes without checking them; the log store checks them again
     /// before it appends them, so an invalid batch is refused there.
     pub(crate) fn from_log(bytes: Bytes) -> Self {
-        RaftBatch(bytes)
+        RaftBatch(bytes, None)
     }
 
     pub fn as_bytes(&self) -> &Bytes {
@@ -131,10 +145,10 @@ impl<'de> Deserialize<'de> for RaftBatch {
                 f.write_str("the bytes of one record batch")
             }
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<RaftBatch, E> {
-                Ok(RaftBatch(Bytes::copy_from_slice(v)))
+                Ok(RaftBatch(Bytes::copy_from_slice(v), None))
             }
             fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<RaftBatch, E> {
-                Ok(RaftBatch(Bytes::from(v)))
+                Ok(RaftBatch(Bytes::from(v), None))
             }
             // Formats without a byte string type (JSON) write a sequence.
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
@@ -146,7 +160,7 @@ impl<'de> Deserialize<'de> for RaftBatch {
                 while let Some(b) = seq.next_element::<u8>()? {
                     v.push(b);
                 }
-                Ok(RaftBatch(Bytes::from(v)))
+                Ok(RaftBatch(Bytes::from(v), None))
             }
         }
         deserializer.deserialize_bytes(BytesVisitor)

@@ -1,5 +1,6 @@
 //! rill-replication integration tests: one binary, one module per concern.
 
+mod cluster;
 mod store;
 mod suite;
 mod support;

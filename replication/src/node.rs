@@ -1,0 +1,544 @@
+//! A broker's replication node: its inter-broker listener, its clients to
+//! the other brokers, and the Raft groups (one per replicated partition) it
+//! hosts. This is the one type the broker uses; openraft stays behind it.
+//!
+//! [`ReplicationNode::open_partition`] turns a partition log into a
+//! [`PartitionReplica`]: a Raft member whose log store is that log. The
+//! replica writes (as leader) with [`PartitionReplica::append`], reports
+//! its high watermark (the end of the last committed entry), its leader and
+//! its term (the leader epoch).
+//!
+//! A group is *initialised* (openraft's `initialize`, which writes the
+//! first membership entry) by every replica whose Raft state is empty; all
+//! replicas initialise with the same voter set, which openraft allows. A
+//! replica with any state (vote, entry, purge) never initialises again: it
+//! rejoins its group and is caught up by the leader.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, ForwardReason, RaftError};
+use openraft::impls::ProgressResponder;
+use openraft::Instant as _;
+use openraft::{Config, ServerState};
+use rill_protocol::peer::GroupId;
+use rill_storage::PartitionLog;
+use tokio::sync::{watch, Mutex};
+
+use crate::error::ReplicationError;
+use crate::log_store::{AppendWaiters, LogStore};
+use crate::network::{GroupNetwork, PartitionRaft, PeerClients, RaftRouter};
+use crate::state_machine::DataStateMachine;
+use crate::transport::{PeerClient, PeerIdentity, PeerListener};
+use crate::types::{BrokerNode, RaftBatch, TypeConfig};
+
+/// How a broker takes part in replication.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub identity: PeerIdentity,
+    /// Where this broker's inter-broker listener binds.
+    pub listen: SocketAddr,
+    /// Every broker of the cluster (this one included): node id → the
+    /// `host:port` of its inter-broker listener. More can be added later
+    /// ([`ReplicationNode::add_peer`]).
+    pub peers: BTreeMap<u64, String>,
+    /// The election timeout (randomised in `[t, 2t)`).
+    pub election_timeout: Duration,
+    pub heartbeat: Duration,
+    /// How long one inter-broker request may take, connecting included.
+    pub request_timeout: Duration,
+}
+
+/// A broker's replication: see the module docs.
+pub struct ReplicationNode {
+    id: u64,
+    listener: Mutex<Option<PeerListener>>,
+    local_addr: SocketAddr,
+    peers: Arc<PeerClients>,
+    /// The cluster's brokers and their inter-broker addresses; the
+    /// listener admits exactly these node ids.
+    addrs: Arc<RwLock<BTreeMap<u64, String>>>,
+    identity: PeerIdentity,
+    request_timeout: Duration,
+    router: Arc<RaftRouter>,
+    raft_config: Arc<Config>,
+}
+
+impl std::fmt::Debug for ReplicationNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationNode")
+            .field("id", &self.id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplicationNode {
+    /// Binds the inter-broker listener and prepares a client per peer
+    /// (each connects on first use).
+    pub async fn start(config: NodeConfig) -> Result<Self, ReplicationError> {
+        let raft_config = Arc::new(crate::raft_config(
+            duration_ms(config.election_timeout),
+            duration_ms(config.heartbeat),
+        )?);
+        let router = Arc::new(RaftRouter::default());
+        let addrs = Arc::new(RwLock::new(config.peers.clone()));
+        let members = Arc::clone(&addrs);
+        let listener = PeerListener::bind(
+            config.listen,
+            config.identity,
+            Arc::new(move |node| read(&members).contains_key(&node)),
+            Arc::clone(&router) as Arc<dyn crate::transport::PeerHandler>,
+        )
+        .await
+        .map_err(|e| ReplicationError::Listen {
+            addr: config.listen,
+            message: e.to_string(),
+        })?;
+        let peers = Arc::new(PeerClients::default());
+        for (&node, addr) in &config.peers {
+            if node != config.identity.node_id {
+                peers.insert(PeerClient::new(
+                    config.identity,
+                    node,
+                    addr.clone(),
+                    config.request_timeout,
+                ));
+            }
+        }
+        Ok(ReplicationNode {
+            id: config.identity.node_id,
+            local_addr: listener.local_addr(),
+            listener: Mutex::new(Some(listener)),
+            peers,
+            addrs,
+            identity: config.identity,
+            request_timeout: config.request_timeout,
+            router,
+            raft_config,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Makes `node` (at `addr`, its inter-broker listener) a broker this
+    /// one talks to and admits, replacing what was known of it.
+    pub fn add_peer(&self, node: u64, addr: impl Into<String>) {
+        let addr = addr.into();
+        write(&self.addrs).insert(node, addr.clone());
+        if node != self.id {
+            self.peers.insert(PeerClient::new(
+                self.identity,
+                node,
+                addr,
+                self.request_timeout,
+            ));
+        }
+    }
+
+    /// Forgets `node`: no more messages to it, its connections refused.
+    pub fn remove_peer(&self, node: u64) {
+        write(&self.addrs).remove(&node);
+        self.peers.remove(node);
+    }
+
+    /// Where the inter-broker listener is bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Opens the Raft group `group` over `log` (this broker's replica), with
+    /// its Raft state in `state_path`. `replicas` are the group's voters;
+    /// each must be a peer of the cluster. A replica with no Raft state
+    /// initialises the group with them (see the module docs).
+    pub async fn open_partition(
+        &self,
+        group: GroupId,
+        log: Arc<PartitionLog>,
+        state_path: PathBuf,
+        replicas: &[u64],
+    ) -> Result<PartitionReplica, ReplicationError> {
+        let mut voters = BTreeMap::new();
+        let addrs = read(&self.addrs).clone();
+        for node in replicas {
+            let addr = addrs
+                .get(node)
+                .ok_or(ReplicationError::UnknownNode(*node))?;
+            voters.insert(*node, BrokerNode { addr: addr.clone() });
+        }
+        if !voters.contains_key(&self.id) {
+            return Err(ReplicationError::NotAReplica {
+                node: self.id,
+                replicas: replicas.to_vec(),
+            });
+        }
+        let floor = log.log_start_offset();
+        let store = LogStore::open(Arc::clone(&log), state_path)?;
+        let fresh = store.is_empty();
+        let committed = store.committed();
+        let waiters = store.append_waiters();
+        let sm = DataStateMachine::for_log(store.reader(), committed, floor);
+        let high_watermark = sm.high_watermark();
+        let network = GroupNetwork::new(group.clone(), Arc::clone(&self.peers));
+        let raft = PartitionRaft::new(self.id, Arc::clone(&self.raft_config), network, store, sm)
+            .await
+            .map_err(|e| ReplicationError::Raft(e.to_string()))?;
+        self.router.insert(group.clone(), raft.clone());
+        if fresh {
+            // The first replica (the preferred leader) initialises at once
+            // and so, unopposed, becomes the first leader; the others only
+            // if they have heard from nobody after two election timeouts
+            // (the first replica is down): all at once would split the
+            // first vote three ways.
+            let first = replicas.first() == Some(&self.id);
+            let delay =
+                (!first).then(|| 2 * Duration::from_millis(self.raft_config.election_timeout_max));
+            let raft = raft.clone();
+            let group = group.clone();
+            let init = async move {
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                    if raft.metrics().borrow_watched().last_log_index.is_some() {
+                        return;
+                    }
+                }
+                match raft.initialize(voters).await {
+                    Ok(()) => {}
+                    // Another replica's membership reached this one first.
+                    Err(RaftError::APIError(e)) => {
+                        tracing::debug!(?group, error = %e, "group already initialised")
+                    }
+                    Err(e) => tracing::warn!(?group, error = %e, "cannot initialise the group"),
+                }
+            };
+            if first {
+                init.await;
+            } else {
+                tokio::spawn(init);
+            }
+        }
+        Ok(PartitionReplica {
+            group,
+            node: self.id,
+            raft,
+            waiters,
+            high_watermark,
+            election_timeout: Duration::from_millis(self.raft_config.election_timeout_min),
+        })
+    }
+
+    /// Stops hosting `group` (its Raft is shut down by
+    /// [`PartitionReplica::shutdown`]).
+    pub fn close_partition(&self, group: &GroupId) {
+        self.router.remove(group);
+    }
+
+    /// Stops the listener. The groups' Rafts are shut down by their
+    /// replicas.
+    pub async fn shutdown(&self) {
+        if let Some(listener) = self.listener.lock().await.take() {
+            listener.shutdown().await;
+        }
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Changed by single inserts and removals: a panic while held leaves it whole.
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How long [`PartitionReplica::append`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendWait {
+    /// Until the leader's log holds the batch (`acks=leader`).
+    Appended,
+    /// Until the batch is committed: on a majority of the replicas, durable
+    /// as they report it (`acks=all`).
+    Committed,
+}
+
+/// Why a write was not taken.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    /// This replica is not the leader; `leader` is the one it knows of.
+    #[error("not the leader of this partition (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    /// The leader changed after the batch was appended here: it may or may
+    /// not be committed by the new leader (an idempotent producer's retry
+    /// is deduplicated either way).
+    #[error("leadership changed while the write was in flight (leader now: {leader:?})")]
+    LeaderChanged { leader: Option<u64> },
+    /// This replica leads, but no majority has acknowledged it for an
+    /// election timeout: the write was not taken (`NotEnoughReplicas`).
+    #[error("no majority of the replicas acknowledged this leader within the election timeout")]
+    NoQuorum,
+    /// The batch is not one the log can take.
+    #[error("invalid batch: {0}")]
+    Invalid(String),
+    /// The group's Raft stopped (shutdown or a storage failure).
+    #[error("replication stopped: {0}")]
+    Stopped(String),
+}
+
+/// This broker's replica of one partition.
+#[derive(Clone)]
+pub struct PartitionReplica {
+    group: GroupId,
+    node: u64,
+    raft: PartitionRaft,
+    waiters: Arc<AppendWaiters>,
+    high_watermark: watch::Receiver<u64>,
+    election_timeout: Duration,
+}
+
+impl std::fmt::Debug for PartitionReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReplica")
+            .field("group", &self.group)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a replica stands, from openraft's metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub node: u64,
+    pub leader: Option<u64>,
+    pub is_leader: bool,
+    /// The current term: the leader epoch of the batches a leader of this
+    /// term writes.
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    /// On a leader, the followers (not itself) that acknowledged it within
+    /// the last election timeout, with itself: the in-sync replicas.
+    /// Empty on a follower.
+    pub in_sync: Vec<u64>,
+    /// The voters of the group.
+    pub replicas: Vec<u64>,
+    /// On a leader, how long since a quorum last acknowledged it.
+    pub since_quorum_ack: Option<Duration>,
+}
+
+impl PartitionReplica {
+    pub fn group(&self) -> &GroupId {
+        &self.group
+    }
+
+    /// Offers `batch` (one whole native batch, as a producer sent it) to the
+    /// group as its leader and waits as `wait` says. Answers the base offset
+    /// the batch was given.
+    ///
+    /// A leader whose quorum lease has lapsed (openraft refuses writes until
+    /// a majority acknowledges it again, as right after its election) waits
+    /// for that up to one election timeout, then answers
+    /// [`AppendError::NoQuorum`].
+    pub async fn append(&self, batch: Bytes, wait: AppendWait) -> Result<u64, AppendError> {
+        let batch = RaftBatch::new(batch).map_err(|e| AppendError::Invalid(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + self.election_timeout;
+        loop {
+            match self.append_once(batch.clone(), wait).await {
+                Err(Refusal::LeaseExpired) => {
+                    if !self.await_quorum_ack(deadline).await {
+                        return Err(AppendError::NoQuorum);
+                    }
+                }
+                Err(Refusal::Other(e)) => return Err(e),
+                Ok(base) => return Ok(base),
+            }
+        }
+    }
+
+    /// Waits until this leader's quorum lease is fresh, or `deadline`;
+    /// false if it is not by then (or this node is no longer leader).
+    async fn await_quorum_ack(&self, deadline: tokio::time::Instant) -> bool {
+        let mut metrics = self.raft.metrics();
+        let asked = tokio::time::Instant::now();
+        loop {
+            {
+                let m = metrics.borrow_watched();
+                if m.state != ServerState::Leader {
+                    return false;
+                }
+                // Acknowledged since the refusal: the lease is fresh.
+                if m.last_quorum_acked
+                    .is_some_and(|at| at.elapsed() < asked.elapsed())
+                {
+                    return true;
+                }
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+
+    async fn append_once(&self, batch: RaftBatch, wait: AppendWait) -> Result<u64, Refusal> {
+        let applied = |resp: openraft::raft::ClientWriteResponse<TypeConfig>| {
+            resp.data.base_offset.ok_or_else(|| {
+                Refusal::Other(AppendError::Stopped(
+                    "a data entry was applied without an offset".into(),
+                ))
+            })
+        };
+        match wait {
+            AppendWait::Committed => match self.raft.client_write(batch).await {
+                Ok(resp) => applied(resp),
+                Err(RaftError::APIError(e)) => Err(client_write_error(e)),
+                Err(RaftError::Fatal(f)) => {
+                    Err(Refusal::Other(AppendError::Stopped(f.to_string())))
+                }
+            },
+            AppendWait::Appended => {
+                let (tag, appended) = self.waiters.register();
+                let _forget = Forget {
+                    waiters: &self.waiters,
+                    tag,
+                };
+                let (responder, _committed, done) = ProgressResponder::<TypeConfig, _>::new();
+                if let Err(e) = self
+                    .raft
+                    .client_write_ff(batch.tagged(tag), Some(responder))
+                    .await
+                {
+                    return Err(Refusal::Other(AppendError::Stopped(e.to_string())));
+                }
+                tokio::select! {
+                    biased;
+                    Ok(base) = appended => Ok(base),
+                    result = done => match result {
+                        Ok(Ok(resp)) => applied(resp),
+                        Ok(Err(e)) => Err(client_write_error(e)),
+                        Err(_) => Err(Refusal::Other(AppendError::Stopped(
+                            "the raft core dropped the write".into(),
+                        ))),
+                    },
+                }
+            }
+        }
+    }
+
+    /// The high watermark (the offset past the last committed entry) and
+    /// its changes.
+    pub fn high_watermark(&self) -> watch::Receiver<u64> {
+        self.high_watermark.clone()
+    }
+
+    /// Changes of openraft's view of this replica (leader, term, commit):
+    /// the broker watches it to keep its metadata current.
+    pub fn changes(&self) -> watch::Receiver<()> {
+        let mut metrics = self.raft.metrics();
+        let (tx, rx) = watch::channel(());
+        tokio::spawn(async move {
+            while metrics.changed().await.is_ok() {
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
+    pub fn status(&self) -> ReplicaStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let is_leader = m.state == ServerState::Leader;
+        let replicas: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        let mut in_sync = Vec::new();
+        if is_leader {
+            let fresh = |since: Option<u64>| {
+                since.is_some_and(|ms| Duration::from_millis(ms) <= self.election_timeout)
+            };
+            for node in &replicas {
+                if *node == self.node {
+                    in_sync.push(*node);
+                    continue;
+                }
+                let acked = m
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(node).copied().flatten())
+                    .map(|at| at.elapsed().as_millis() as u64);
+                if fresh(acked) {
+                    in_sync.push(*node);
+                }
+            }
+        }
+        ReplicaStatus {
+            node: self.node,
+            leader: m.current_leader,
+            is_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            committed_index: m.cluster_committed.map(|c| c.index),
+            in_sync,
+            replicas,
+            since_quorum_ack: m.last_quorum_acked.map(|at| at.elapsed()),
+        }
+    }
+
+    /// Asks openraft to hand leadership to `to` (it must be caught up).
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), AppendError> {
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| AppendError::Stopped(e.to_string()))
+    }
+
+    /// Stops this replica's Raft (its log stays open for the caller).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(group = ?self.group, error = %e, "raft shutdown failed");
+        }
+    }
+}
+
+struct Forget<'a> {
+    waiters: &'a AppendWaiters,
+    tag: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.waiters.forget(self.tag);
+    }
+}
+
+/// Why one attempt at a write failed: a lapsed lease is worth waiting
+/// out; anything else goes back to the caller.
+enum Refusal {
+    LeaseExpired,
+    Other(AppendError),
+}
+
+fn client_write_error(e: ClientWriteError<TypeConfig>) -> Refusal {
+    match e {
+        ClientWriteError::ForwardToLeader(f) if f.reason == ForwardReason::LeaseExpired => {
+            Refusal::LeaseExpired
+        }
+        ClientWriteError::ForwardToLeader(f) => Refusal::Other(AppendError::NotLeader {
+            leader: f.leader_id,
+        }),
+        ClientWriteError::LogEntryDiscarded(f) => Refusal::Other(AppendError::LeaderChanged {
+            leader: f.leader_id,
+        }),
+        other => Refusal::Other(AppendError::Stopped(other.to_string())),
+    }
+}

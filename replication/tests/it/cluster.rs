@@ -1,0 +1,430 @@
+//! Three replication nodes in one process, each with its own partition log
+//! on disk and its own inter-broker listener on a loopback port, talking
+//! over the real transport: elections, commits on every replica, a
+//! follower refusing writes, failover, a restarted and a wiped replica
+//! caught up, and a deposed leader's uncommitted suffix truncated.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rill_protocol::batch::{BatchBuilder, BatchHeader, Compression, HEADER_LEN};
+use rill_protocol::peer::GroupId;
+use rill_replication::{
+    default_state_path, AppendError, AppendWait, NodeConfig, PartitionReplica, PeerIdentity,
+    ReplicationNode,
+};
+use rill_storage::io::{open_backend, IoBackendChoice};
+use rill_storage::PartitionLog;
+use tempfile::TempDir;
+
+use crate::support::{config, tempdir};
+
+const CLUSTER: [u8; 16] = [0x5e; 16];
+/// Bounds every wait, so a hang fails the test instead of stalling CI.
+const DEADLINE: Duration = Duration::from_secs(20);
+const IDS: [u64; 3] = [1, 2, 3];
+
+fn group() -> GroupId {
+    GroupId::Partition {
+        topic: "orders".into(),
+        partition: 0,
+    }
+}
+
+struct Member {
+    dir: PathBuf,
+    node: ReplicationNode,
+    log: Arc<PartitionLog>,
+    replica: PartitionReplica,
+}
+
+fn open_log(dir: &Path) -> Arc<PartitionLog> {
+    let backend = open_backend(IoBackendChoice::Std).expect("std backend");
+    Arc::new(PartitionLog::open(&dir.join("orders-0"), config(), backend).expect("open log"))
+}
+
+async fn start_node(id: u64, listen: &str) -> ReplicationNode {
+    ReplicationNode::start(NodeConfig {
+        identity: PeerIdentity {
+            cluster_id: CLUSTER,
+            node_id: id,
+        },
+        listen: listen.parse().expect("addr"),
+        peers: BTreeMap::from([(id, listen.to_string())]),
+        election_timeout: Duration::from_millis(1000),
+        heartbeat: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(2),
+    })
+    .await
+    .expect("start node")
+}
+
+struct Cluster {
+    _tmp: TempDir,
+    addrs: BTreeMap<u64, String>,
+    members: BTreeMap<u64, Member>,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let tmp = tempdir();
+        let mut nodes = BTreeMap::new();
+        for id in IDS {
+            nodes.insert(id, start_node(id, "127.0.0.1:0").await);
+        }
+        let addrs: BTreeMap<u64, String> = nodes
+            .iter()
+            .map(|(id, n)| (*id, n.local_addr().to_string()))
+            .collect();
+        let mut members = BTreeMap::new();
+        for (id, node) in nodes {
+            for (peer, addr) in &addrs {
+                node.add_peer(*peer, addr.clone());
+            }
+            let dir = tmp.path().join(format!("node-{id}"));
+            let log = open_log(&dir);
+            let replica = node
+                .open_partition(
+                    group(),
+                    Arc::clone(&log),
+                    default_state_path(&dir.join("orders-0")),
+                    &IDS,
+                )
+                .await
+                .expect("open partition");
+            members.insert(
+                id,
+                Member {
+                    dir,
+                    node,
+                    log,
+                    replica,
+                },
+            );
+        }
+        Cluster {
+            _tmp: tmp,
+            addrs,
+            members,
+        }
+    }
+
+    /// Waits until the running members agree on a leader among them.
+    async fn leader(&self) -> u64 {
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                let statuses: Vec<_> = self.members.values().map(|m| m.replica.status()).collect();
+                if let Some(leader) = statuses.iter().find(|s| s.is_leader) {
+                    let id = leader.node;
+                    if statuses.iter().all(|s| s.leader == Some(id)) {
+                        return id;
+                    }
+                }
+                let mut changes: Vec<_> =
+                    self.members.values().map(|m| m.replica.changes()).collect();
+                let waits = changes.iter_mut().map(|c| Box::pin(c.changed()));
+                let _ = futures_util::future::select_all(waits).await;
+            }
+        })
+        .await
+        .expect("a leader is elected in time")
+    }
+
+    /// Stops member `id` (its Raft and its listener); its files stay.
+    async fn stop(&mut self, id: u64) -> PathBuf {
+        let m = self.members.remove(&id).expect("running member");
+        m.replica.shutdown().await;
+        m.node.shutdown().await;
+        m.dir
+    }
+
+    /// Starts member `id` again on its old address over `dir` (as left, or
+    /// wiped).
+    async fn restart(&mut self, id: u64, dir: PathBuf) {
+        let node = start_node(id, &self.addrs[&id]).await;
+        for (peer, addr) in &self.addrs {
+            node.add_peer(*peer, addr.clone());
+        }
+        let log = open_log(&dir);
+        let replica = node
+            .open_partition(
+                group(),
+                Arc::clone(&log),
+                default_state_path(&dir.join("orders-0")),
+                &IDS,
+            )
+            .await
+            .expect("reopen partition");
+        self.members.insert(
+            id,
+            Member {
+                dir,
+                node,
+                log,
+                replica,
+            },
+        );
+    }
+
+    /// Waits until every running member's high watermark is at least `hw`
+    /// (a leader change adds a blank entry after it) and no further than
+    /// its own log holds.
+    async fn all_at(&self, hw: u64) {
+        for m in self.members.values() {
+            let mut w = m.replica.high_watermark();
+            tokio::time::timeout(DEADLINE, w.wait_for(|&h| h >= hw))
+                .await
+                .expect("replica catches up in time")
+                .expect("replica running");
+            assert!(
+                *w.borrow() <= m.log.log_end_offset(),
+                "high watermark past the log"
+            );
+        }
+    }
+}
+
+fn batch(seed: u64, records: usize) -> Bytes {
+    let mut b = BatchBuilder::new(Compression::None);
+    for i in 0..records {
+        b.push(
+            seed as i64,
+            Some(format!("k{seed}").as_bytes()),
+            format!("v{seed}-{i}").as_bytes(),
+            &[],
+        );
+    }
+    b.finish().expect("valid batch")
+}
+
+/// Every batch of `log` from its start to `end`: (base offset, epoch,
+/// control, the bytes after the header).
+fn batches(log: &PartitionLog, end: u64) -> Vec<(u64, u32, bool, Bytes)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let chunk = log.read(offset, 1 << 20).expect("read");
+        let mut pos = 0;
+        while pos + HEADER_LEN <= chunk.len() {
+            let h = BatchHeader::parse(&chunk[pos..]).expect("header");
+            let len = h.batch_length as usize;
+            if pos + len > chunk.len() || h.base_offset >= end {
+                break;
+            }
+            out.push((
+                h.base_offset,
+                h.leader_epoch,
+                h.is_control(),
+                chunk.slice(pos + HEADER_LEN..pos + len),
+            ));
+            offset = h.next_offset();
+            pos += len;
+        }
+        assert!(pos > 0, "no progress at offset {offset}");
+    }
+    out
+}
+
+fn data_values(log: &PartitionLog, end: u64) -> Vec<(u64, Bytes)> {
+    batches(log, end)
+        .into_iter()
+        .filter(|b| !b.2)
+        .map(|b| (b.0, b.3))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_three_replicas_elect_one_leader_and_commit_on_all() {
+    let c = Cluster::start().await;
+    let leader = c.leader().await;
+    let mut offsets = Vec::new();
+    for seed in 0..50 {
+        let base = c.members[&leader]
+            .replica
+            .append(batch(seed, 3), AppendWait::Committed)
+            .await
+            .expect("committed");
+        offsets.push(base);
+    }
+    assert!(
+        offsets.windows(2).all(|w| w[1] >= w[0] + 3),
+        "dense, increasing offsets"
+    );
+    let hw = c.members[&leader].log.log_end_offset();
+    c.all_at(hw).await;
+    // Every replica's log is the leader's, byte for byte past the header's
+    // broker fields, with the same offsets and epochs.
+    let reference = batches(&c.members[&leader].log, hw);
+    assert_eq!(reference.iter().filter(|b| !b.2).count(), 50);
+    for m in c.members.values() {
+        assert_eq!(batches(&m.log, hw), reference, "replica logs agree");
+    }
+    // The offsets the writes were answered with hold those writes.
+    let data = data_values(&c.members[&leader].log, hw);
+    for (seed, base) in offsets.iter().enumerate() {
+        let (offset, body) = &data[seed];
+        assert_eq!(offset, base);
+        let want = batch(seed as u64, 3);
+        assert_eq!(&want[HEADER_LEN..], &body[..], "batch {seed} at its offset");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_a_follower_refuses_writes_and_names_the_leader() {
+    let c = Cluster::start().await;
+    let leader = c.leader().await;
+    let follower = *IDS.iter().find(|&&id| id != leader).expect("a follower");
+    for wait in [AppendWait::Appended, AppendWait::Committed] {
+        match c.members[&follower].replica.append(batch(1, 1), wait).await {
+            Err(AppendError::NotLeader { leader: named }) => assert_eq!(named, Some(leader)),
+            other => panic!("a follower took a write: {other:?}"),
+        }
+    }
+    let status = c.members[&leader].replica.status();
+    assert_eq!(status.replicas, IDS.to_vec());
+    assert!(status.term >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_failover_keeps_every_committed_write_and_a_restarted_replica_catches_up() {
+    let mut c = Cluster::start().await;
+    let first = c.leader().await;
+    for seed in 0..20 {
+        c.members[&first]
+            .replica
+            .append(batch(seed, 2), AppendWait::Committed)
+            .await
+            .expect("committed");
+    }
+    let committed = data_values(
+        &c.members[&first].log,
+        c.members[&first].log.log_end_offset(),
+    );
+    let dir = c.stop(first).await;
+    let second = c.leader().await;
+    assert_ne!(second, first);
+    let term = c.members[&second].replica.status().term;
+    for seed in 20..40 {
+        c.members[&second]
+            .replica
+            .append(batch(seed, 2), AppendWait::Committed)
+            .await
+            .expect("committed by the new leader");
+    }
+    c.restart(first, dir).await;
+    let hw = c.members[&second].log.log_end_offset();
+    c.all_at(hw).await;
+    let reference = batches(&c.members[&second].log, hw);
+    for m in c.members.values() {
+        assert_eq!(batches(&m.log, hw), reference, "replica logs agree");
+    }
+    let data = data_values(&c.members[&second].log, hw);
+    assert_eq!(data.len(), 40, "all 40 writes present once");
+    assert_eq!(
+        &data[..20],
+        &committed[..],
+        "the first leader's writes kept"
+    );
+    // The new leader's entries carry its term as their leader epoch.
+    assert!(reference
+        .iter()
+        .filter(|b| !b.2)
+        .skip(20)
+        .all(|b| u64::from(b.1) == term));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_a_wiped_replica_is_rebuilt_from_the_leader() {
+    let mut c = Cluster::start().await;
+    let leader = c.leader().await;
+    for seed in 0..30 {
+        c.members[&leader]
+            .replica
+            .append(batch(seed, 4), AppendWait::Committed)
+            .await
+            .expect("committed");
+    }
+    let victim = *IDS.iter().find(|&&id| id != leader).expect("a follower");
+    let dir = c.stop(victim).await;
+    std::fs::remove_dir_all(&dir).expect("wipe");
+    std::fs::create_dir_all(&dir).expect("empty dir");
+    c.restart(victim, dir).await;
+    let hw = c.members[&leader].log.log_end_offset();
+    c.all_at(hw).await;
+    assert_eq!(
+        batches(&c.members[&victim].log, hw),
+        batches(&c.members[&leader].log, hw),
+        "the wiped replica holds the leader's log again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_a_deposed_leaders_uncommitted_suffix_is_truncated_on_return() {
+    let mut c = Cluster::start().await;
+    let old = c.leader().await;
+    for seed in 0..10 {
+        c.members[&old]
+            .replica
+            .append(batch(seed, 2), AppendWait::Committed)
+            .await
+            .expect("committed");
+    }
+    let committed_end = c.members[&old].log.log_end_offset();
+    c.all_at(committed_end).await;
+    // Cut the leader's messages to its followers: what it appends now
+    // reaches its own log only.
+    for id in IDS.iter().filter(|&&id| id != old) {
+        c.members[&old].node.remove_peer(*id);
+    }
+    for seed in 100..105 {
+        c.members[&old]
+            .replica
+            .append(batch(seed, 2), AppendWait::Appended)
+            .await
+            .expect("appended on the isolated leader");
+    }
+    let old_end = c.members[&old].log.log_end_offset();
+    assert!(old_end > committed_end);
+    assert_eq!(
+        *c.members[&old].replica.high_watermark().borrow(),
+        committed_end,
+        "nothing past the commit is readable"
+    );
+    let dir = c.stop(old).await;
+    let new = c.leader().await;
+    for seed in 200..210 {
+        c.members[&new]
+            .replica
+            .append(batch(seed, 2), AppendWait::Committed)
+            .await
+            .expect("committed by the majority");
+    }
+    c.restart(old, dir).await;
+    let hw = c.members[&new].log.log_end_offset();
+    c.all_at(hw).await;
+    let reference = batches(&c.members[&new].log, hw);
+    assert_eq!(batches(&c.members[&old].log, hw), reference);
+    assert_eq!(c.members[&old].log.log_end_offset(), hw, "suffix cut");
+    let seeds: Vec<i64> = data_values(&c.members[&old].log, hw)
+        .iter()
+        .map(|(_, body)| {
+            // Which write this is: the one whose payload it is.
+            (0..300)
+                .find(|s| batch(*s, 2)[HEADER_LEN..] == body[..])
+                .map(|s| s as i64)
+                .unwrap_or(-1)
+        })
+        .collect();
+    let want: Vec<i64> = (0..10).chain(200..210).collect();
+    assert_eq!(
+        seeds, want,
+        "the isolated leader's writes are gone, the majority's kept"
+    );
+}
