@@ -18,6 +18,9 @@ use rill_protocol::wire::{
 use crate::connection::{BrokerLink, ConnectionConfig};
 use crate::error::{ClientError, Result};
 
+/// A replication factor of 0 asks the broker for its default.
+pub const DEFAULT_REPLICATION_FACTOR: u16 = 0;
+
 /// Settings of an [`Admin`] client.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
@@ -203,17 +206,33 @@ impl Admin {
     }
 
     /// Creates `name` with `partitions` partitions and per-topic config
-    /// overrides (Kafka names: `retention.ms`, `segment.bytes`, ...).
+    /// overrides (Kafka names: `retention.ms`, `segment.bytes`, ...), each
+    /// partition with the broker's default replication factor.
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: u32,
         configs: &[(&str, &str)],
     ) -> Result<()> {
+        self.create_replicated_topic(name, partitions, DEFAULT_REPLICATION_FACTOR, configs)
+            .await
+    }
+
+    /// [`Admin::create_topic`] with `replication_factor` copies of each
+    /// partition ([`DEFAULT_REPLICATION_FACTOR`] for the broker's default,
+    /// `min(3, brokers)`).
+    pub async fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
         let req = CreateTopicsRequest {
             topics: vec![CreatableTopic {
                 name: name.to_owned(),
                 partitions,
+                replication_factor,
                 configs: configs
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -54,7 +54,11 @@ pub(crate) fn handle(shared: &Shared, request: MetadataRequest) -> MetadataRespo
             })
             .collect(),
     };
-    MetadataResponse { brokers, topics }
+    MetadataResponse {
+        brokers,
+        controller_id: node_id,
+        topics,
+    }
 }
 
 fn describe(topic: &Topic, leader: i32) -> MetadataTopic {
@@ -67,6 +71,9 @@ fn describe(topic: &Topic, leader: i32) -> MetadataTopic {
                 error: ErrorCode::None,
                 partition: u32::try_from(p).ok()?,
                 leader,
+                leader_epoch: 0,
+                replicas: vec![leader],
+                isr: vec![leader],
                 log_start_offset: log.log_start_offset(),
                 log_end_offset: log.log_end_offset(),
             })

@@ -131,6 +131,7 @@ impl Client {
             topics: vec![CreatableTopic {
                 name: name.into(),
                 partitions,
+                replication_factor: 0,
                 configs: configs
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))

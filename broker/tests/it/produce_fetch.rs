@@ -213,6 +213,7 @@ async fn topic_admin_validates_and_delete_removes_the_data() {
             topics: vec![CreatableTopic {
                 name: "dry".into(),
                 partitions: 1,
+                replication_factor: 0,
                 configs: vec![],
             }],
             validate_only: true,

@@ -78,6 +78,7 @@ async fn random_well_formed_requests_are_all_answered() {
                 topics: vec![CreatableTopic {
                     name: topic.clone(),
                     partitions: rng.below(5) as u32,
+                    replication_factor: rng.below(3) as u16,
                     configs: vec![(rng.pick(&keys).into(), rng.pick(&values).into())],
                 }],
                 validate_only: rng.below(2) == 0,

@@ -402,6 +402,20 @@ pub(crate) fn get_nullable_array<B: Buf, T: Decode<B>>(
     }
 }
 
+/// Node ids in arrays (replica lists).
+impl Encode for i32 {
+    fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
+        e.i32(*self);
+    }
+}
+
+impl<B: Buf> Decode<B> for i32 {
+    const MIN_LEN: usize = U32_LEN;
+    fn decode_from(buf: &mut B) -> Result<Self, WireError> {
+        get_i32(buf)
+    }
+}
+
 impl Encode for String {
     fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
         e.string("string", self);

@@ -3,8 +3,9 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::codec::{
-    body_methods, get_array, get_bool, get_error_code, get_nullable_string, get_string, get_u32,
-    Decode, Encode, Encoder, Sink, ARRAY_MIN_LEN, STRING_MIN_LEN, U16_LEN, U32_LEN, U8_LEN,
+    body_methods, get_array, get_bool, get_error_code, get_nullable_string, get_string, get_u16,
+    get_u32, Decode, Encode, Encoder, Sink, ARRAY_MIN_LEN, STRING_MIN_LEN, U16_LEN, U32_LEN,
+    U8_LEN,
 };
 use super::{ErrorCode, WireError};
 
@@ -31,6 +32,9 @@ pub struct CreateTopicsRequest {
 pub struct CreatableTopic {
     pub name: String,
     pub partitions: u32,
+    /// Copies of each partition, on as many brokers; 0 asks for the
+    /// broker's default (`min(3, brokers)`, Kafka's `-1`).
+    pub replication_factor: u16,
     /// `(key, value)` pairs, keys from [`topic_config`].
     pub configs: Vec<(String, String)>,
 }
@@ -65,16 +69,18 @@ impl Encode for CreatableTopic {
     fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
         e.string("topic name", &self.name);
         e.u32(self.partitions);
+        e.u16(self.replication_factor);
         e.array("configs", &self.configs);
     }
 }
 
 impl<B: Buf> Decode<B> for CreatableTopic {
-    const MIN_LEN: usize = STRING_MIN_LEN + U32_LEN + ARRAY_MIN_LEN;
+    const MIN_LEN: usize = STRING_MIN_LEN + U32_LEN + U16_LEN + ARRAY_MIN_LEN;
     fn decode_from(buf: &mut B) -> Result<Self, WireError> {
         Ok(CreatableTopic {
             name: get_string(buf)?,
             partitions: get_u32(buf)?,
+            replication_factor: get_u16(buf)?,
             configs: get_array(buf)?,
         })
     }

@@ -94,6 +94,10 @@ error_codes! {
         "This broker does not host the topic or partition (metadata may be stale).";
     InvalidFetchSize = 4, retriable = false,
         "A fetch asked for a negative or zero size where one is required.";
+    LeaderNotAvailable = 5, retriable = true,
+        "The partition has no leader right now (an election is under way); refresh metadata and retry.";
+    NotLeaderOrFollower = 6, retriable = true,
+        "This broker does not lead the partition (a follower, or not a replica): refresh metadata and send to the leader.";
     RequestTimedOut = 7, retriable = true,
         "The request did not complete within its timeout.";
     MessageTooLarge = 10, retriable = false,
@@ -110,6 +114,8 @@ error_codes! {
         "The topic name is invalid (empty, too long or with illegal characters).";
     RecordListTooLarge = 18, retriable = false,
         "The records of one partition in a produce request exceed the size limit.";
+    NotEnoughReplicas = 19, retriable = true,
+        "The leader has not heard from a majority of the replicas within the election timeout; the write was not taken.";
     InvalidRequiredAcks = 21, retriable = false,
         "The produce request's `acks` is not one of the supported levels.";
     IllegalGeneration = 22, retriable = false,
@@ -128,8 +134,12 @@ error_codes! {
         "A topic with this name already exists.";
     InvalidPartitions = 37, retriable = false,
         "The partition count is invalid (zero or over the limit).";
+    InvalidReplicationFactor = 38, retriable = false,
+        "The replication factor is below 1 or above the number of brokers.";
     InvalidConfig = 40, retriable = false,
         "A topic config key is unknown or its value is invalid.";
+    NotController = 41, retriable = true,
+        "This broker is not the controller and could not reach it.";
     InvalidRequest = 42, retriable = false,
         "The request is malformed (bad lengths, bad UTF-8, trailing bytes, bad values).";
     OutOfOrderSequenceNumber = 45, retriable = false,
@@ -146,6 +156,8 @@ error_codes! {
         "The group still has members and cannot be deleted.";
     GroupIdNotFound = 69, retriable = false,
         "The group does not exist.";
+    FencedLeaderEpoch = 74, retriable = true,
+        "The request named an older leader epoch than the partition's: refresh metadata and retry.";
     InvalidRecord = 87, retriable = false,
         "A record batch is well formed but not allowed here (such as a control batch sent by a producer: only the replication layer writes those).";
     ThrottlingQuotaExceeded = 89, retriable = true,

@@ -1,4 +1,6 @@
-//! Metadata (key 1): brokers, and topics with their partitions and offsets.
+//! Metadata (key 1): the cluster's brokers and controller, and topics with
+//! their partitions: leader, leader epoch, replicas, in-sync replicas and
+//! offsets. (v0 gained the cluster fields in place before any release.)
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -18,6 +20,9 @@ pub struct MetadataRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetadataResponse {
     pub brokers: Vec<MetadataBroker>,
+    /// Node id of the broker leading the controller group; -1 when none is
+    /// known.
+    pub controller_id: i32,
     pub topics: Vec<MetadataTopic>,
 }
 
@@ -35,13 +40,22 @@ pub struct MetadataTopic {
     pub partitions: Vec<MetadataPartition>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataPartition {
     pub error: ErrorCode,
     pub partition: u32,
     /// Node id of the partition's leader; -1 when there is none.
     pub leader: i32,
+    /// The leader's epoch (its Raft term on a replicated partition, 0 on a
+    /// partition with one replica).
+    pub leader_epoch: u32,
+    /// Node ids of the replicas, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// Node ids of the replicas in sync with the leader (the leader among
+    /// them).
+    pub isr: Vec<i32>,
     pub log_start_offset: u64,
+    /// The high watermark: the end of what consumers may read.
     pub log_end_offset: u64,
 }
 
@@ -103,18 +117,24 @@ impl Encode for MetadataPartition {
         e.error_code(self.error);
         e.u32(self.partition);
         e.i32(self.leader);
+        e.u32(self.leader_epoch);
+        e.array("replicas", &self.replicas);
+        e.array("isr", &self.isr);
         e.u64(self.log_start_offset);
         e.u64(self.log_end_offset);
     }
 }
 
 impl<B: Buf> Decode<B> for MetadataPartition {
-    const MIN_LEN: usize = U16_LEN + 2 * U32_LEN + 2 * U64_LEN;
+    const MIN_LEN: usize = U16_LEN + 3 * U32_LEN + 2 * ARRAY_MIN_LEN + 2 * U64_LEN;
     fn decode_from(buf: &mut B) -> Result<Self, WireError> {
         Ok(MetadataPartition {
             error: get_error_code(buf)?,
             partition: get_u32(buf)?,
             leader: get_i32(buf)?,
+            leader_epoch: get_u32(buf)?,
+            replicas: get_array(buf)?,
+            isr: get_array(buf)?,
             log_start_offset: get_u64(buf)?,
             log_end_offset: get_u64(buf)?,
         })
@@ -124,15 +144,17 @@ impl<B: Buf> Decode<B> for MetadataPartition {
 impl Encode for MetadataResponse {
     fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
         e.array("brokers", &self.brokers);
+        e.i32(self.controller_id);
         e.array("topics", &self.topics);
     }
 }
 
 impl<B: Buf> Decode<B> for MetadataResponse {
-    const MIN_LEN: usize = 2 * ARRAY_MIN_LEN;
+    const MIN_LEN: usize = 2 * ARRAY_MIN_LEN + U32_LEN;
     fn decode_from(buf: &mut B) -> Result<Self, WireError> {
         Ok(MetadataResponse {
             brokers: get_array(buf)?,
+            controller_id: get_i32(buf)?,
             topics: get_array(buf)?,
         })
     }

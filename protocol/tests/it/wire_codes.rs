@@ -11,6 +11,8 @@ const ERROR_CODES: &[(i16, &str, bool)] = &[
     (2, "CorruptMessage", true),
     (3, "UnknownTopicOrPartition", true),
     (4, "InvalidFetchSize", false),
+    (5, "LeaderNotAvailable", true),
+    (6, "NotLeaderOrFollower", true),
     (7, "RequestTimedOut", true),
     (10, "MessageTooLarge", false),
     (13, "NetworkException", true),
@@ -19,6 +21,7 @@ const ERROR_CODES: &[(i16, &str, bool)] = &[
     (16, "NotCoordinator", true),
     (17, "InvalidTopic", false),
     (18, "RecordListTooLarge", false),
+    (19, "NotEnoughReplicas", true),
     (21, "InvalidRequiredAcks", false),
     (22, "IllegalGeneration", false),
     (24, "InvalidGroupId", false),
@@ -28,7 +31,9 @@ const ERROR_CODES: &[(i16, &str, bool)] = &[
     (35, "UnsupportedVersion", false),
     (36, "TopicAlreadyExists", false),
     (37, "InvalidPartitions", false),
+    (38, "InvalidReplicationFactor", false),
     (40, "InvalidConfig", false),
+    (41, "NotController", true),
     (42, "InvalidRequest", false),
     (45, "OutOfOrderSequenceNumber", false),
     (46, "DuplicateSequenceNumber", false),
@@ -37,6 +42,7 @@ const ERROR_CODES: &[(i16, &str, bool)] = &[
     (59, "UnknownProducerId", false),
     (68, "NonEmptyGroup", false),
     (69, "GroupIdNotFound", false),
+    (74, "FencedLeaderEpoch", true),
     (87, "InvalidRecord", false),
     (89, "ThrottlingQuotaExceeded", true),
     (110, "FencedMemberEpoch", false),
@@ -69,7 +75,7 @@ fn wire_error_code_table_is_pinned() {
 #[test]
 fn wire_unknown_error_codes_are_kept_not_panicked_on() {
     let known: Vec<i16> = ERROR_CODES.iter().map(|row| row.0).collect();
-    for code in [i16::MIN, -2, 5, 6, 999, 1000, 1004, i16::MAX] {
+    for code in [i16::MIN, -2, 8, 9, 999, 1000, 1004, i16::MAX] {
         assert!(!known.contains(&code));
         let decoded = ErrorCode::from_i16(code);
         assert_eq!(decoded, ErrorCode::Unknown(code));

@@ -71,16 +71,31 @@ pub fn metadata_response() -> impl Strategy<Value = MetadataResponse> {
         error_code(),
         any::<u32>(),
         any::<i32>(),
+        any::<u32>(),
+        (few(any::<i32>()), few(any::<i32>())),
         any::<u64>(),
         any::<u64>(),
     )
         .prop_map(
-            |(error, partition, leader, log_start_offset, log_end_offset)| MetadataPartition {
+            |(
                 error,
                 partition,
                 leader,
+                leader_epoch,
+                (replicas, isr),
                 log_start_offset,
                 log_end_offset,
+            )| {
+                MetadataPartition {
+                    error,
+                    partition,
+                    leader,
+                    leader_epoch,
+                    replicas,
+                    isr,
+                    log_start_offset,
+                    log_end_offset,
+                }
             },
         );
     let topic = (error_code(), string(), few(partition)).prop_map(|(error, name, partitions)| {
@@ -90,17 +105,30 @@ pub fn metadata_response() -> impl Strategy<Value = MetadataResponse> {
             partitions,
         }
     });
-    (few(broker), few(topic)).prop_map(|(brokers, topics)| MetadataResponse { brokers, topics })
+    (few(broker), any::<i32>(), few(topic)).prop_map(|(brokers, controller_id, topics)| {
+        MetadataResponse {
+            brokers,
+            controller_id,
+            topics,
+        }
+    })
 }
 
 pub fn create_topics_request() -> impl Strategy<Value = CreateTopicsRequest> {
-    let topic = (string(), any::<u32>(), few((string(), string()))).prop_map(
-        |(name, partitions, configs)| CreatableTopic {
-            name,
-            partitions,
-            configs,
-        },
-    );
+    let topic = (
+        string(),
+        any::<u32>(),
+        any::<u16>(),
+        few((string(), string())),
+    )
+        .prop_map(
+            |(name, partitions, replication_factor, configs)| CreatableTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            },
+        );
     (few(topic), any::<bool>()).prop_map(|(topics, validate_only)| CreateTopicsRequest {
         topics,
         validate_only,
