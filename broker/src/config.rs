@@ -54,6 +54,9 @@ pub const SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// while a half-sent frame holds in-flight budget that other clients need.
 pub const REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 pub const NUM_PARTITIONS_DEFAULT: u32 = 1;
+pub const RAFT_ELECTION_TIMEOUT_MS_DEFAULT: u64 = 1_500;
+pub const RAFT_HEARTBEAT_MS_DEFAULT: u64 = 200;
+pub const DEFAULT_REPLICATION_FACTOR_DEFAULT: u16 = 3;
 /// Storage I/O threads: partitions are dealt to them, so writes to
 /// different partitions are copied into the page cache in parallel. Two
 /// keep both cores of a small machine copying; more help only with more
@@ -150,6 +153,30 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_ADVERTISED_ADDR")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertised_addr: Option<String>,
+
+    /// The cluster's brokers at first start, in Kafka's
+    /// `controller.quorum.voters` form `id@host:port,...`: each broker's
+    /// node id and its inter-broker listener (this broker's own entry is
+    /// where it listens for peers). Without it the broker is a cluster of
+    /// one, as before cluster mode. Fixed at a data directory's first start.
+    #[arg(long, env = "RILL_PEERS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<String>,
+
+    /// Raft election timeout in milliseconds (randomised in [t, 2t)): how
+    /// long followers wait without a leader before electing one.
+    #[arg(long, env = "RILL_RAFT_ELECTION_TIMEOUT_MS", default_value_t = RAFT_ELECTION_TIMEOUT_MS_DEFAULT)]
+    pub raft_election_timeout_ms: u64,
+
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "RILL_RAFT_HEARTBEAT_MS", default_value_t = RAFT_HEARTBEAT_MS_DEFAULT)]
+    pub raft_heartbeat_ms: u64,
+
+    /// Replicas of each partition of a topic created without a replication
+    /// factor (Kafka's `default.replication.factor`), capped at the number
+    /// of brokers.
+    #[arg(long, env = "RILL_DEFAULT_REPLICATION_FACTOR", default_value_t = DEFAULT_REPLICATION_FACTOR_DEFAULT)]
+    pub default_replication_factor: u16,
 
     /// Address of the Prometheus `/metrics` endpoint (port 0: any free port).
     #[arg(long, env = "RILL_METRICS_ADDR", default_value_t = METRICS_ADDR_DEFAULT)]
@@ -292,6 +319,10 @@ impl Default for BrokerConfig {
             listen: LISTEN_DEFAULT,
             node_id: 0,
             advertised_addr: None,
+            peers: None,
+            raft_election_timeout_ms: RAFT_ELECTION_TIMEOUT_MS_DEFAULT,
+            raft_heartbeat_ms: RAFT_HEARTBEAT_MS_DEFAULT,
+            default_replication_factor: DEFAULT_REPLICATION_FACTOR_DEFAULT,
             metrics_addr: METRICS_ADDR_DEFAULT,
             data_dir: PathBuf::from(DATA_DIR_DEFAULT),
             io_backend: IoBackendSetting::Auto,
@@ -345,8 +376,11 @@ impl BrokerConfig {
         })?;
         let mut merged = toml::Table::try_from(&cli)
             .map_err(|e| ConfigError::Invalid(format!("cannot serialize settings: {e}")))?;
+        let command = BrokerConfig::command();
         for (key, value) in file {
-            if !merged.contains_key(&key) {
+            // Optional settings left unset are absent from `merged`.
+            let known = command.get_arguments().any(|a| a.get_id().as_str() == key);
+            if !merged.contains_key(&key) && !known {
                 return Err(ConfigError::UnknownKey { path, key });
             }
             let from_default = matches!(
@@ -388,6 +422,25 @@ impl BrokerConfig {
             if let Err(e) = parse_host_port(addr) {
                 return invalid(format!("advertised_addr {addr:?}: {e}"));
             }
+        }
+        if let Some(peers) = &self.peers {
+            let parsed =
+                parse_peers(peers).map_err(|e| ConfigError::Invalid(format!("peers: {e}")))?;
+            if !parsed.contains_key(&u64::from(self.node_id)) {
+                return invalid(format!(
+                    "peers {peers:?} has no entry for this broker's node_id {}",
+                    self.node_id
+                ));
+            }
+        }
+        if self.raft_heartbeat_ms == 0 || self.raft_heartbeat_ms >= self.raft_election_timeout_ms {
+            return invalid(format!(
+                "raft_heartbeat_ms {} must be in 1..{} (below raft_election_timeout_ms)",
+                self.raft_heartbeat_ms, self.raft_election_timeout_ms
+            ));
+        }
+        if self.default_replication_factor == 0 {
+            return invalid("default_replication_factor must be at least 1".into());
         }
         let frame_limit = u64::from(u32::MAX);
         if self.frame_bytes_max == 0 || self.frame_bytes_max > frame_limit {
@@ -498,6 +551,30 @@ impl BrokerConfig {
 
 /// Splits `host:port` (an IPv6 host in brackets, `[::1]:9092`); the host
 /// must be non-empty and the port a number.
+/// Parses `--peers` (`id@host:port,...`) into node id → `host:port`.
+pub fn parse_peers(peers: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in peers.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("{entry:?} is not id@host:port"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("{entry:?}: node id {id:?} is not a number"))?;
+        if i32::try_from(id).is_err() {
+            return Err(format!("{entry:?}: node id {id} is above {}", i32::MAX));
+        }
+        parse_host_port(addr).map_err(|e| format!("{entry:?}: {e}"))?;
+        if out.insert(id, addr.to_owned()).is_some() {
+            return Err(format!("node id {id} is listed twice"));
+        }
+    }
+    if out.is_empty() {
+        return Err("no broker listed".into());
+    }
+    Ok(out)
+}
+
 pub fn parse_host_port(addr: &str) -> Result<(String, u16), String> {
     let (host, port) = addr
         .rsplit_once(':')

@@ -1,6 +1,8 @@
 //! The broker's errors, and the single place where storage and topic errors
 //! become wire error codes.
 
+use crate::cluster::ClusterError;
+use crate::partition::PartitionError;
 use rill_protocol::wire::ErrorCode;
 use rill_protocol::BatchError;
 use rill_storage::{ProducerError, StorageError};
@@ -40,6 +42,8 @@ pub enum BrokerError {
     ProducerIds(#[from] crate::producer_ids::ProducerIdError),
     #[error("a start-up task failed: {0}")]
     Task(String),
+    #[error("cannot start cluster mode: {0}")]
+    Cluster(#[from] ClusterError),
 }
 
 /// The wire code for a storage error (per partition).
@@ -67,6 +71,32 @@ pub fn storage_error_code(e: &StorageError) -> ErrorCode {
 
 /// The wire code for an idempotent batch the producer checks refused
 /// (Kafka's numbers).
+/// The wire code of a refused cluster change.
+pub fn cluster_error_code(e: &ClusterError) -> ErrorCode {
+    match e {
+        ClusterError::Topic(t) => topic_error_code(t),
+        ClusterError::ReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+        ClusterError::NoController(_) => ErrorCode::NotController,
+        ClusterError::Identity { .. }
+        | ClusterError::PeersChanged { .. }
+        | ClusterError::Replication(_) => ErrorCode::UnknownServerError,
+    }
+}
+
+/// The wire code of a partition's refusal (see [`PartitionError`]).
+pub fn partition_error_code(e: &PartitionError) -> ErrorCode {
+    match e {
+        PartitionError::Storage(s) => storage_error_code(s),
+        PartitionError::NotLeader { leader: Some(_) } => ErrorCode::NotLeaderOrFollower,
+        PartitionError::NotLeader { leader: None } => ErrorCode::LeaderNotAvailable,
+        PartitionError::LeaderChanged | PartitionError::Stopped(_) => {
+            ErrorCode::NotLeaderOrFollower
+        }
+        PartitionError::NotEnoughReplicas => ErrorCode::NotEnoughReplicas,
+        PartitionError::TimedOut(_) => ErrorCode::RequestTimedOut,
+    }
+}
+
 pub fn producer_error_code(e: &ProducerError) -> ErrorCode {
     match e {
         ProducerError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,

@@ -2,8 +2,10 @@
 //! `rill-protocol`'s wire codec, appends to and reads from `rill-storage`'s
 //! partition logs, and exports Prometheus metrics.
 //!
-//! A single broker (node id 0) leads every partition and coordinates every
-//! consumer group; replication is a later issue.
+//! A lone broker (no `--peers`) leads every partition and coordinates every
+//! consumer group. With `--peers` it is one broker of a cluster: topics
+//! come from the controller group, and each partition with several replicas
+//! is a Raft group among them (`rill-replication`).
 //!
 //! # Layout
 //! - [`config`]: [`BrokerConfig`] — flags, `RILL_*` variables, TOML file,
@@ -28,6 +30,9 @@
 //!   coordinator, producer ids, limits), apart from the server that builds
 //!   it, so handlers never import the server.
 //! - `shutdown`: the shutdown signal every task waits on.
+//! - [`cluster`]: cluster mode (`--peers`): the cluster identity, the
+//!   inter-broker listener, the controller group and its metadata, and the
+//!   reconciler that opens this broker's replicas in the registry.
 //!
 //! Dependencies run one way: `server` → `connection` → `handlers` →
 //! `shared` → `topics` → `partition` → `metrics`; `config` and `topics`
@@ -44,6 +49,7 @@
 //! - [`error`]: start-up errors and the one mapping from storage errors to
 //!   wire error codes.
 
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod coordinator;

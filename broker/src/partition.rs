@@ -12,12 +12,24 @@
 //! With one replica the high watermark is the log's written end: a record
 //! is readable once written, and `acks=all` means fsynced (group commit),
 //! as ARCHITECTURE.md's ack table says.
+//!
+//! A partition with several replicas (cluster mode) is a Raft group whose
+//! log is this partition's log (`rill_replication`). Only its leader takes
+//! appends; the high watermark is the end of the last committed entry, and
+//! reads stop there, so no consumer sees a record a failover could remove.
+//! The leader runs the idempotent producer checks itself before it hands a
+//! batch to Raft (whose appends record producer state but never refuse),
+//! one batch at a time up to the moment the batch is in its log, so nothing
+//! lands between a check and its append; waiting for the commit happens
+//! outside that order.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use rill_protocol::batch::BatchHeader;
+use rill_replication::{AppendError, PartitionReplica, ReplicaStatus};
 use rill_storage::{
     AppendInfo, Durability, LogStats, PartitionLog, RetentionOutcome, StorageError,
 };
@@ -45,12 +57,60 @@ impl AckLevel {
     }
 }
 
+/// Why an append or a read was not served.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// This replica does not lead the partition; `leader` is the one it
+    /// knows of (`None` during an election).
+    #[error("this broker does not lead the partition (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    /// Leadership moved while the write was in flight: it may or may not
+    /// be committed by the new leader (an idempotent retry is deduplicated
+    /// either way).
+    #[error("leadership changed while the write was in flight")]
+    LeaderChanged,
+    /// No majority acknowledged this leader within an election timeout.
+    #[error("no majority of the replicas acknowledged the leader within the election timeout")]
+    NotEnoughReplicas,
+    /// The write did not commit within the request's `timeout_ms`.
+    #[error("not committed within {0:?}")]
+    TimedOut(std::time::Duration),
+    #[error("replication stopped: {0}")]
+    Stopped(String),
+}
+
+impl From<AppendError> for PartitionError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::NotLeader { leader } => PartitionError::NotLeader { leader },
+            AppendError::LeaderChanged { .. } => PartitionError::LeaderChanged,
+            AppendError::NoQuorum => PartitionError::NotEnoughReplicas,
+            AppendError::Invalid(m) => {
+                PartitionError::Storage(StorageError::WriteRefused { reason: m })
+            }
+            AppendError::Stopped(m) => PartitionError::Stopped(m),
+        }
+    }
+}
+
+/// A replicated partition's Raft member and the order of its leader's
+/// appends.
+#[derive(Debug)]
+struct Replication {
+    replica: PartitionReplica,
+    /// Held from a batch's producer check until it is in the leader's log.
+    order: Arc<tokio::sync::Mutex<()>>,
+}
+
 /// One partition of a topic, hosted by this broker.
 #[derive(Debug)]
 pub struct Partition {
     topic: Arc<str>,
     id: u32,
     log: Arc<PartitionLog>,
+    replication: Option<Replication>,
 }
 
 impl Partition {
@@ -59,7 +119,38 @@ impl Partition {
             topic,
             id,
             log: Arc::new(log),
+            replication: None,
         }
+    }
+
+    /// A replicated partition: `replica` is this broker's Raft member of
+    /// it, whose log store is `log`.
+    pub(crate) fn replicated(
+        topic: Arc<str>,
+        id: u32,
+        log: Arc<PartitionLog>,
+        replica: PartitionReplica,
+    ) -> Partition {
+        Partition {
+            topic,
+            id,
+            log,
+            replication: Some(Replication {
+                replica,
+                order: Arc::default(),
+            }),
+        }
+    }
+
+    /// This replica's view of its group; `None` on a partition with one
+    /// replica (which leads itself).
+    pub fn replica_status(&self) -> Option<ReplicaStatus> {
+        self.replication.as_ref().map(|r| r.replica.status())
+    }
+
+    /// The Raft member of a replicated partition.
+    pub fn replica(&self) -> Option<&PartitionReplica> {
+        self.replication.as_ref().map(|r| &r.replica)
     }
 
     pub fn topic(&self) -> &str {
@@ -73,16 +164,40 @@ impl Partition {
     /// Appends one batch (its header checked by the log, its offsets
     /// stamped there). The log fixes the batch's offsets in the future's
     /// first poll, synchronously (see `handlers::produce`); the future is
-    /// `'static` so that the rest can finish on another task.
+    /// `'static` so that the rest can finish on another task. On a
+    /// replicated partition the first poll takes the place in the leader's
+    /// append order instead, and `timeout` bounds the wait for the commit
+    /// (a single replica waits on nothing but its own disk).
     pub fn append(
         &self,
         batch: BytesMut,
         ack: AckLevel,
-    ) -> impl Future<Output = Result<AppendInfo, StorageError>> + Send + 'static {
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = Result<AppendInfo, PartitionError>> + Send + 'static {
         let log = Arc::clone(&self.log);
+        let replicated = self
+            .replication
+            .as_ref()
+            .map(|r| (r.replica.clone(), Arc::clone(&r.order)));
         async move {
             let started = Instant::now();
-            let result = log.append(batch, ack.durability()).await;
+            let result = match replicated {
+                None => log
+                    .append(batch, ack.durability())
+                    .await
+                    .map_err(PartitionError::from),
+                Some((replica, order)) => {
+                    match tokio::time::timeout(
+                        timeout,
+                        append_replicated(&log, &replica, &order, batch, ack),
+                    )
+                    .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(PartitionError::TimedOut(timeout)),
+                    }
+                }
+            };
             if ack == AckLevel::All && result.as_ref().is_ok_and(|i| !i.duplicate) {
                 ::metrics::histogram!(metrics::FSYNC_DURATION_SECONDS)
                     .record(started.elapsed().as_secs_f64());
@@ -93,13 +208,51 @@ impl Partition {
 
     /// Whole batches from `offset`, at most `max_bytes` (but always one
     /// whole batch when there is one), never past the high watermark.
-    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Bytes, StorageError> {
-        self.log.read(offset, max_bytes)
+    /// A replicated partition serves reads only on its leader.
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Bytes, PartitionError> {
+        let Some(r) = &self.replication else {
+            return Ok(self.log.read(offset, max_bytes)?);
+        };
+        let status = r.replica.status();
+        if !status.is_leader {
+            return Err(PartitionError::NotLeader {
+                leader: status.leader,
+            });
+        }
+        let hw = *r.replica.high_watermark().borrow();
+        if offset > hw {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log.log_start_offset(),
+                log_end: hw,
+            }
+            .into());
+        }
+        if offset == hw {
+            return Ok(Bytes::new());
+        }
+        let bytes = self.log.read(offset, max_bytes)?;
+        Ok(below(bytes, hw))
     }
 
-    /// The offset below which records are visible to consumers.
+    /// `Ok` if this broker serves the partition's clients: always with one
+    /// replica, on the leader only with several.
+    pub fn check_leader(&self) -> Result<(), PartitionError> {
+        match self.replica_status() {
+            Some(status) if !status.is_leader => Err(PartitionError::NotLeader {
+                leader: status.leader,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The offset below which records are visible to consumers: the log's
+    /// written end on a single replica, the commit on a replicated one.
     pub fn high_watermark(&self) -> u64 {
-        self.log.log_end_offset()
+        match &self.replication {
+            None => self.log.log_end_offset(),
+            Some(r) => *r.replica.high_watermark().borrow(),
+        }
     }
 
     pub fn log_start_offset(&self) -> u64 {
@@ -118,7 +271,10 @@ impl Partition {
 
     /// A watch of the high watermark, for long-polling fetches.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.log.subscribe()
+        match &self.replication {
+            None => self.log.subscribe(),
+            Some(r) => r.replica.high_watermark(),
+        }
     }
 
     /// Opened on a read-only data directory: appends are refused.
@@ -143,6 +299,10 @@ impl Partition {
     /// an unfinished append still holds is flushed instead and recovers on
     /// next start.
     pub(crate) async fn close(self) -> Result<(), StorageError> {
+        if let Some(r) = &self.replication {
+            r.replica.shutdown().await;
+        }
+        drop(self.replication);
         match Arc::try_unwrap(self.log) {
             Ok(log) => log.close().await,
             Err(shared) => {
@@ -156,4 +316,73 @@ impl Partition {
     pub(crate) async fn flush(&self) -> Result<(), StorageError> {
         self.log.flush().await
     }
+}
+
+/// The leader's side of a replicated append (see the module docs): the
+/// producer checks and the hand-over to Raft in one order, then the wait
+/// for the commit (`acks=all`) outside it.
+async fn append_replicated(
+    log: &PartitionLog,
+    replica: &PartitionReplica,
+    order: &tokio::sync::Mutex<()>,
+    batch: BytesMut,
+    ack: AckLevel,
+) -> Result<AppendInfo, PartitionError> {
+    let header = BatchHeader::parse(&batch).map_err(StorageError::from)?;
+    let records = u64::from(header.record_count);
+    let (base, commit) = {
+        let _order = order.lock().await;
+        let status = replica.status();
+        if !status.is_leader {
+            return Err(PartitionError::NotLeader {
+                leader: status.leader,
+            });
+        }
+        if let Some(kept) = log.check_producer(&header)? {
+            drop(_order);
+            // A retry of a batch this log holds: answered with the
+            // original's offsets once they are as safe as asked.
+            let end = kept.last_offset() + 1;
+            if ack == AckLevel::All {
+                let mut hw = replica.high_watermark();
+                hw.wait_for(|hw| *hw >= end)
+                    .await
+                    .map_err(|_| PartitionError::Stopped("the partition closed".into()))?;
+            }
+            return Ok(AppendInfo {
+                base_offset: kept.base_offset,
+                last_offset: kept.last_offset(),
+                position: None,
+                max_timestamp: header.max_timestamp,
+                duplicate: true,
+            });
+        }
+        replica.append_staged(batch.freeze()).await?
+    };
+    let base = match ack {
+        AckLevel::Leader => base,
+        AckLevel::All => commit.await?,
+    };
+    Ok(AppendInfo {
+        base_offset: base,
+        last_offset: base + records.saturating_sub(1),
+        position: None,
+        max_timestamp: header.max_timestamp,
+        duplicate: false,
+    })
+}
+
+/// The whole batches of `bytes` that end at or below `hw`.
+fn below(mut bytes: Bytes, hw: u64) -> Bytes {
+    let mut end = 0usize;
+    while let Some(rest) = bytes.get(end..) {
+        match BatchHeader::parse(rest) {
+            Ok(h) if h.next_offset() <= hw && h.batch_length as usize <= rest.len() => {
+                end += h.batch_length as usize;
+            }
+            _ => break,
+        }
+    }
+    bytes.truncate(end);
+    bytes
 }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::coordinator::{GroupCoordinator, TopicView};
@@ -105,6 +106,7 @@ impl Broker {
             .map_err(crate::ConfigError::Invalid)?;
         let default_partitions = config.num_partitions;
         let coordinator_config = config.coordinator_config();
+        let clustered = config.peers.is_some();
         let (registry, groups, backend, producer_ids) = tokio::task::spawn_blocking(move || {
             let read_only = !check_writable(&data_dir)?;
             let backend =
@@ -125,6 +127,12 @@ impl Broker {
                         backend,
                     )?,
                 )
+            } else if clustered {
+                // Topics come from the controller's metadata (see `cluster`).
+                (
+                    GroupCoordinator::open(&offsets_dir, Arc::clone(&backend), coordinator_config)?,
+                    TopicRegistry::empty(&data_dir, defaults, default_partitions, backend),
+                )
             } else {
                 (
                     GroupCoordinator::open(&offsets_dir, Arc::clone(&backend), coordinator_config)?,
@@ -143,8 +151,30 @@ impl Broker {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
         let broker_inflight_permits = connection::budget_permits(config.broker_inflight_bytes_max);
+        let registry = Arc::new(registry);
+        let cluster = match clustered {
+            true if registry.is_read_only() => {
+                return Err(BrokerError::Task(
+                    "cluster mode needs a writable data directory".into(),
+                ))
+            }
+            true => Some(Cluster::start(&config, &registry).await?),
+            false => None,
+        };
+        if let Some(cluster) = &cluster {
+            let client_addr = config
+                .advertised_addr
+                .clone()
+                .unwrap_or_else(|| local_addr.to_string());
+            tokio::spawn(Arc::clone(cluster).run(
+                Arc::clone(&registry),
+                client_addr,
+                shutdown_rx.clone(),
+            ));
+        }
         let shared = Arc::new(Shared {
-            registry: Arc::new(registry),
+            cluster,
+            registry,
             local_addr,
             shutdown: shutdown_rx.clone(),
             broker_inflight: Arc::new(Semaphore::new(broker_inflight_permits)),
@@ -296,6 +326,9 @@ async fn run(
     }
     let _ = metrics_task.await;
     shared.registry.close_all().await;
+    if let Some(cluster) = &shared.cluster {
+        cluster.shutdown().await;
+    }
     close_groups(shared).await;
     tracing::info!("broker stopped");
     done_tx.send_replace(true);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{watch, Semaphore};
 
+use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::coordinator::GroupCoordinator;
 use crate::producer_ids::ProducerIdAllocator;
@@ -27,4 +28,6 @@ pub(crate) struct Shared {
     pub groups: Arc<GroupCoordinator>,
     /// Hands out idempotent producer ids.
     pub producer_ids: ProducerIdAllocator,
+    /// Cluster mode's state; `None` on a lone broker.
+    pub cluster: Option<Arc<Cluster>>,
 }

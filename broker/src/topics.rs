@@ -92,18 +92,36 @@ struct TopicMeta {
     configs: BTreeMap<String, String>,
 }
 
-/// One topic: its settings and its partition logs (index = partition id).
+/// One topic: its settings and the partitions this broker hosts, in id
+/// order (every partition on a lone broker; in cluster mode those this
+/// broker has a replica of).
 #[derive(Debug)]
 pub struct Topic {
     pub name: String,
     pub config: TopicConfig,
     pub overrides: BTreeMap<String, String>,
+    /// How many partitions the topic has, hosted here or not.
+    pub partition_count: u32,
     pub partitions: Vec<Arc<Partition>>,
 }
 
 impl Topic {
+    /// Why a request for `partition` finds no partition here: it exists
+    /// but another broker hosts it (cluster mode), or it does not exist.
+    pub fn absent_code(&self, partition: u32) -> rill_protocol::wire::ErrorCode {
+        if partition < self.partition_count {
+            rill_protocol::wire::ErrorCode::NotLeaderOrFollower
+        } else {
+            rill_protocol::wire::ErrorCode::UnknownTopicOrPartition
+        }
+    }
+
     pub fn partition(&self, partition: u32) -> Option<&Arc<Partition>> {
-        self.partitions.get(usize::try_from(partition).ok()?)
+        let i = self
+            .partitions
+            .binary_search_by_key(&partition, |p| p.id())
+            .ok()?;
+        self.partitions.get(i)
     }
 }
 
@@ -226,6 +244,11 @@ impl TopicRegistry {
         Ok(())
     }
 
+    /// The I/O backend every log of this registry uses.
+    pub fn backend(&self) -> Arc<dyn IoBackend> {
+        Arc::clone(&self.backend)
+    }
+
     pub fn default_partitions(&self) -> u32 {
         self.default_partitions
     }
@@ -273,40 +296,102 @@ impl TopicRegistry {
         let mut partitions = Vec::new();
         let topic: Arc<str> = Arc::from(meta.name.as_str());
         for p in 0..meta.partitions {
-            let dir = self.partition_dir(&meta.name, p);
-            if fresh && dir.exists() {
-                tracing::warn!(dir = %dir.display(), "removing leftover partition directory of a deleted topic");
-                std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-            }
-            let existed = dir.exists();
-            let log = if self.read_only {
-                PartitionLog::open_read_only(&dir, config.to_log_config(), self.backend.clone())?
-            } else {
-                PartitionLog::open(&dir, config.to_log_config(), self.backend.clone())?
-            };
-            let recovery = log.stats().recovery;
-            let clean = recovery.clean_shutdown;
-            count_recovery(&meta.name, p, &recovery);
-            if existed && !clean {
-                ::metrics::counter!(metrics::LOG_RECOVERIES_TOTAL, "topic" => meta.name.clone())
-                    .increment(1);
-                tracing::warn!(
-                    topic = %meta.name,
-                    partition = p,
-                    log_end_offset = log.log_end_offset(),
-                    "partition log recovered after an unclean shutdown"
-                );
-            } else {
-                tracing::debug!(topic = %meta.name, partition = p, clean, "partition log opened");
-            }
+            let log = self.open_log(&meta.name, p, &config, fresh)?;
             partitions.push(Arc::new(Partition::new(Arc::clone(&topic), p, log)));
         }
         Ok(Topic {
+            partition_count: meta.partitions,
             name: meta.name,
             config,
             overrides: meta.configs,
             partitions,
         })
+    }
+
+    /// Opens (creating when missing) the log of partition `p` of `name`.
+    /// With `fresh`, a leftover directory of an earlier topic of the same
+    /// name is removed first. Blocking.
+    pub(crate) fn open_log(
+        &self,
+        name: &str,
+        p: u32,
+        config: &TopicConfig,
+        fresh: bool,
+    ) -> Result<PartitionLog, TopicError> {
+        let dir = self.partition_dir(name, p);
+        if fresh && dir.exists() {
+            tracing::warn!(dir = %dir.display(), "removing leftover partition directory of a deleted topic");
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        let existed = dir.exists();
+        let log = if self.read_only {
+            PartitionLog::open_read_only(&dir, config.to_log_config(), self.backend.clone())?
+        } else {
+            PartitionLog::open(&dir, config.to_log_config(), self.backend.clone())?
+        };
+        let recovery = log.stats().recovery;
+        let clean = recovery.clean_shutdown;
+        count_recovery(name, p, &recovery);
+        if existed && !clean {
+            ::metrics::counter!(metrics::LOG_RECOVERIES_TOTAL, "topic" => name.to_owned())
+                .increment(1);
+            tracing::warn!(
+                topic = %name,
+                partition = p,
+                log_end_offset = log.log_end_offset(),
+                "partition log recovered after an unclean shutdown"
+            );
+        } else {
+            tracing::debug!(topic = %name, partition = p, clean, "partition log opened");
+        }
+        Ok(log)
+    }
+
+    /// The directory of partition `p` of `name`.
+    pub(crate) fn log_dir(&self, name: &str, p: u32) -> PathBuf {
+        self.partition_dir(name, p)
+    }
+
+    /// The settings of a topic with `overrides` on this broker's defaults.
+    pub fn topic_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig, TopicError> {
+        self.defaults
+            .with_overrides(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(TopicError::InvalidConfig)
+    }
+
+    /// Puts `topic` in the registry (cluster mode: the broker's metadata
+    /// decides which topics and partitions it hosts, not files here).
+    pub(crate) fn install(&self, topic: Topic) {
+        self.write_topics()
+            .insert(topic.name.clone(), Arc::new(topic));
+    }
+
+    /// Takes `name` out of the registry.
+    pub(crate) fn uninstall(&self, name: &str) -> Option<Arc<Topic>> {
+        self.write_topics().remove(name)
+    }
+
+    /// A registry with no topics and no metadata files: cluster mode, where
+    /// topics come from the controller's metadata.
+    pub fn empty(
+        data_dir: &Path,
+        defaults: TopicConfig,
+        default_partitions: u32,
+        backend: Arc<dyn IoBackend>,
+    ) -> TopicRegistry {
+        TopicRegistry {
+            data_dir: data_dir.to_path_buf(),
+            meta_dir: data_dir.join(META_DIR).join(META_TOPICS_DIR),
+            defaults,
+            default_partitions,
+            backend,
+            read_only: false,
+            topics: RwLock::new(HashMap::new()),
+            admin: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Creates a topic. `partitions == 0` asks for the broker default.

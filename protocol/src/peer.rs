@@ -96,6 +96,10 @@ pub enum PeerRpc {
     Snapshot = 3,
     /// Asks the receiver to campaign now (leader transfer).
     TransferLeader = 4,
+    /// A write forwarded to the group's leader by a replica that is not the
+    /// leader (the payload is one batch; the answer is what applying it
+    /// answered). Brokers forward metadata changes to the controller so.
+    Propose = 5,
 }
 
 impl PeerRpc {
@@ -105,6 +109,7 @@ impl PeerRpc {
             2 => PeerRpc::Vote,
             3 => PeerRpc::Snapshot,
             4 => PeerRpc::TransferLeader,
+            5 => PeerRpc::Propose,
             other => return Err(PeerError::UnknownRpc(other)),
         })
     }

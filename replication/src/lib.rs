@@ -45,8 +45,9 @@ pub use error::ReplicationError;
 pub use log_store::{default_state_path, LogReader, LogStore};
 pub use network::{GroupNetwork, PartitionRaft, PeerClients, RaftRouter};
 pub use node::{
-    AppendError, AppendWait, NodeConfig, PartitionReplica, ReplicaStatus, ReplicationNode,
+    AppendError, AppendWait, CommitFuture, NodeConfig, PartitionReplica, ReplicaStatus,
+    ReplicationNode,
 };
-pub use state_machine::{DataStateMachine, MetaSnapshotBuilder};
+pub use state_machine::{ApplyHook, DataStateMachine, MetaSnapshotBuilder};
 pub use transport::{PeerClient, PeerHandler, PeerIdentity, PeerListener, TransportError};
 pub use types::{Applied, BrokerNode, Entry, LogId, RaftBatch, TypeConfig, Vote};

@@ -388,6 +388,13 @@ impl PeerHandler for RaftRouter {
                         raft.install_full_snapshot(m.vote, snapshot).await,
                     )
                 }
+                PeerRpc::Propose => {
+                    let batch = crate::types::RaftBatch::new(payload).map_err(|e| e.to_string())?;
+                    answer(
+                        "propose",
+                        raft.client_write(batch).await.map(|resp| resp.data),
+                    )
+                }
                 PeerRpc::TransferLeader => {
                     let req: TransferLeaderRequest<TypeConfig> =
                         decode("transfer leader", &payload).map_err(|e| e.to_string())?;

@@ -26,16 +26,16 @@ use openraft::error::{ClientWriteError, ForwardReason, RaftError};
 use openraft::impls::ProgressResponder;
 use openraft::Instant as _;
 use openraft::{Config, ServerState};
-use rill_protocol::peer::GroupId;
+use rill_protocol::peer::{GroupId, PeerRpc};
 use rill_storage::PartitionLog;
 use tokio::sync::{watch, Mutex};
 
 use crate::error::ReplicationError;
 use crate::log_store::{AppendWaiters, LogStore};
 use crate::network::{GroupNetwork, PartitionRaft, PeerClients, RaftRouter};
-use crate::state_machine::DataStateMachine;
+use crate::state_machine::{ApplyHook, DataStateMachine};
 use crate::transport::{PeerClient, PeerIdentity, PeerListener};
-use crate::types::{BrokerNode, RaftBatch, TypeConfig};
+use crate::types::{Applied, BrokerNode, RaftBatch, TypeConfig};
 
 /// How a broker takes part in replication.
 #[derive(Debug, Clone)]
@@ -165,6 +165,21 @@ impl ReplicationNode {
         state_path: PathBuf,
         replicas: &[u64],
     ) -> Result<PartitionReplica, ReplicationError> {
+        self.open_group(group, log, state_path, replicas, None)
+            .await
+    }
+
+    /// [`ReplicationNode::open_partition`], calling `on_apply` with each
+    /// applied batch in log order (a group whose entries are state to
+    /// build, as the controller's metadata records are).
+    pub async fn open_group(
+        &self,
+        group: GroupId,
+        log: Arc<PartitionLog>,
+        state_path: PathBuf,
+        replicas: &[u64],
+        on_apply: Option<ApplyHook>,
+    ) -> Result<PartitionReplica, ReplicationError> {
         let mut voters = BTreeMap::new();
         let addrs = read(&self.addrs).clone();
         for node in replicas {
@@ -184,7 +199,10 @@ impl ReplicationNode {
         let fresh = store.is_empty();
         let committed = store.committed();
         let waiters = store.append_waiters();
-        let sm = DataStateMachine::for_log(store.reader(), committed, floor);
+        let mut sm = DataStateMachine::for_log(store.reader(), committed, floor);
+        if let Some(hook) = on_apply {
+            sm = sm.with_apply_hook(hook);
+        }
         let high_watermark = sm.high_watermark();
         let network = GroupNetwork::new(group.clone(), Arc::clone(&self.peers));
         let raft = PartitionRaft::new(self.id, Arc::clone(&self.raft_config), network, store, sm)
@@ -231,6 +249,7 @@ impl ReplicationNode {
             waiters,
             high_watermark,
             election_timeout: Duration::from_millis(self.raft_config.election_timeout_min),
+            peers: Arc::clone(&self.peers),
         })
     }
 
@@ -261,6 +280,11 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// Resolves once a staged append is committed (its base offset), or fails
+/// if leadership changed before it was.
+pub type CommitFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, AppendError>> + Send>>;
 
 /// How long [`PartitionReplica::append`] waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +328,8 @@ pub struct PartitionReplica {
     waiters: Arc<AppendWaiters>,
     high_watermark: watch::Receiver<u64>,
     election_timeout: Duration,
+    /// To forward a proposal to the leader.
+    peers: Arc<PeerClients>,
 }
 
 impl std::fmt::Debug for PartitionReplica {
@@ -361,6 +387,81 @@ impl PartitionReplica {
                 }
                 Err(Refusal::Other(e)) => return Err(e),
                 Ok(base) => return Ok(base),
+            }
+        }
+    }
+
+    /// Offers `batch` as [`PartitionReplica::append`] does and returns as
+    /// soon as the leader's log holds it: its base offset, and a future
+    /// that resolves once the entry is committed (with the same offset) or
+    /// fails if leadership changed first. The caller can so release an
+    /// ordering lock after the append and wait for the commit outside it.
+    pub async fn append_staged(&self, batch: Bytes) -> Result<(u64, CommitFuture), AppendError> {
+        let batch = RaftBatch::new(batch).map_err(|e| AppendError::Invalid(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + self.election_timeout;
+        loop {
+            let (tag, appended) = self.waiters.register();
+            let forget = ForgetOwned {
+                waiters: Arc::clone(&self.waiters),
+                tag,
+            };
+            let (responder, _committed, mut done) = ProgressResponder::<TypeConfig, _>::new();
+            if let Err(e) = self
+                .raft
+                .client_write_ff(batch.clone().tagged(tag), Some(responder))
+                .await
+            {
+                return Err(AppendError::Stopped(e.to_string()));
+            }
+            let first = tokio::select! {
+                biased;
+                Ok(base) = appended => Ok(base),
+                result = &mut done => Err(result),
+            };
+            drop(forget);
+            match first {
+                Ok(base) => {
+                    let commit = async move {
+                        match done.await {
+                            Ok(Ok(resp)) => resp.data.base_offset.ok_or_else(|| {
+                                AppendError::Stopped(
+                                    "a data entry was applied without an offset".into(),
+                                )
+                            }),
+                            Ok(Err(e)) => Err(match client_write_error(e) {
+                                Refusal::LeaseExpired => {
+                                    AppendError::LeaderChanged { leader: None }
+                                }
+                                Refusal::Other(e) => e,
+                            }),
+                            Err(_) => Err(AppendError::Stopped(
+                                "the raft core dropped the write".into(),
+                            )),
+                        }
+                    };
+                    return Ok((base, Box::pin(commit)));
+                }
+                Err(Ok(Ok(resp))) => {
+                    // Applied before the append was seen (cannot happen:
+                    // appending precedes applying), answer it all the same.
+                    let base = resp.data.base_offset.ok_or_else(|| {
+                        AppendError::Stopped("a data entry was applied without an offset".into())
+                    })?;
+                    return Ok((base, Box::pin(std::future::ready(Ok(base)))));
+                }
+                Err(Ok(Err(e))) => match client_write_error(e) {
+                    Refusal::LeaseExpired => {
+                        if !self.await_quorum_ack(deadline).await {
+                            return Err(AppendError::NoQuorum);
+                        }
+                    }
+                    Refusal::Other(e) => return Err(e),
+                },
+                Err(Err(_)) => {
+                    return Err(AppendError::Stopped(
+                        "the raft core dropped the write".into(),
+                    ))
+                }
             }
         }
     }
@@ -435,6 +536,81 @@ impl PartitionReplica {
         }
     }
 
+    /// Commits `batch` through the group's leader, wherever it is: written
+    /// here when this replica leads, else forwarded to the leader over the
+    /// inter-broker connection (Kafka's forwarding to the controller,
+    /// KIP-590). Waits out an election (no leader known) until `timeout`.
+    /// Answers what applying the entry answered (its log index), so the
+    /// caller can wait until its own replica has applied it too.
+    pub async fn propose(&self, batch: Bytes, timeout: Duration) -> Result<Applied, AppendError> {
+        let raft_batch =
+            RaftBatch::new(batch.clone()).map_err(|e| AppendError::Invalid(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut metrics = self.raft.metrics();
+        loop {
+            let leader = metrics.borrow_watched().current_leader;
+            let attempt = match leader {
+                Some(l) if l == self.node => match self.raft.client_write(raft_batch.clone()).await
+                {
+                    Ok(resp) => return Ok(resp.data),
+                    Err(RaftError::APIError(e)) => match client_write_error(e) {
+                        Refusal::LeaseExpired | Refusal::Other(AppendError::NotLeader { .. }) => {
+                            Err(AppendError::NotLeader { leader: None })
+                        }
+                        Refusal::Other(e) => Err(e),
+                    },
+                    Err(RaftError::Fatal(f)) => return Err(AppendError::Stopped(f.to_string())),
+                },
+                Some(l) => self.forward(l, batch.clone()).await,
+                None => Err(AppendError::NotLeader { leader: None }),
+            };
+            match attempt {
+                Ok(applied) => return Ok(applied),
+                Err(AppendError::Invalid(e)) => return Err(AppendError::Invalid(e)),
+                Err(e) => {
+                    tracing::debug!(group = ?self.group, error = %e, "proposal not taken; waiting for a leader");
+                    // Wake on any change of leader or term, or retry after
+                    // a heartbeat's worth of time (the leader may be
+                    // unreachable while still known).
+                    let retry = tokio::time::Instant::now() + self.election_timeout / 4;
+                    let wake = retry.min(deadline);
+                    let _ = tokio::time::timeout_at(wake, metrics.changed()).await;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn forward(&self, leader: u64, batch: Bytes) -> Result<Applied, AppendError> {
+        let Some(peer) = self.peers.get(leader) else {
+            return Err(AppendError::NotLeader {
+                leader: Some(leader),
+            });
+        };
+        let answer = match peer
+            .request(self.group.clone(), PeerRpc::Propose, batch)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::debug!(group = ?self.group, leader, error = %e, "cannot forward a proposal");
+                return Err(AppendError::NotLeader {
+                    leader: Some(leader),
+                });
+            }
+        };
+        let answer: Result<Applied, String> = postcard::from_bytes(&answer)
+            .map_err(|e| AppendError::Stopped(format!("leader {leader} answered nonsense: {e}")))?;
+        answer.map_err(|message| {
+            tracing::debug!(group = ?self.group, leader, %message, "forwarded proposal refused");
+            AppendError::NotLeader {
+                leader: Some(leader),
+            }
+        })
+    }
+
     /// The high watermark (the offset past the last committed entry) and
     /// its changes.
     pub fn high_watermark(&self) -> watch::Receiver<u64> {
@@ -507,6 +683,17 @@ impl PartitionReplica {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(group = ?self.group, error = %e, "raft shutdown failed");
         }
+    }
+}
+
+struct ForgetOwned {
+    waiters: Arc<AppendWaiters>,
+    tag: u64,
+}
+
+impl Drop for ForgetOwned {
+    fn drop(&mut self) {
+        self.waiters.forget(self.tag);
     }
 }
 

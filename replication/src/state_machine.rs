@@ -36,13 +36,30 @@ struct SmState {
 
 /// The state machine of one data partition (see the module docs). Its
 /// snapshot data is `()`: a snapshot is its metadata.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DataStateMachine {
     state: Arc<Mutex<SmState>>,
     /// Resolves an applied index to the high watermark; `None` in tests of
     /// the bare state machine.
     reader: Option<LogReader>,
     high_watermark: Arc<watch::Sender<u64>>,
+    /// Called with each applied data batch, in log order (the controller's
+    /// metadata is built so).
+    on_apply: Option<ApplyHook>,
+}
+
+/// What a group's owner does with each applied batch (its bytes as the
+/// log holds them, stamped). Runs on the group's apply path: keep it short
+/// and never block.
+pub type ApplyHook = Arc<dyn Fn(u64, &bytes::Bytes) + Send + Sync>;
+
+impl std::fmt::Debug for DataStateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataStateMachine")
+            .field("state", &self.state)
+            .field("has_apply_hook", &self.on_apply.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for DataStateMachine {
@@ -58,6 +75,7 @@ impl DataStateMachine {
             state: Arc::default(),
             reader: None,
             high_watermark: Arc::new(watch::channel(0).0),
+            on_apply: None,
         }
     }
 
@@ -74,7 +92,14 @@ impl DataStateMachine {
             state: Arc::default(),
             reader: Some(reader),
             high_watermark: Arc::new(watch::channel(start).0),
+            on_apply: None,
         }
+    }
+
+    /// The same state machine, calling `hook` with each applied batch.
+    pub fn with_apply_hook(mut self, hook: ApplyHook) -> Self {
+        self.on_apply = Some(hook);
+        self
     }
 
     /// The high watermark now, and changes to it.
@@ -137,6 +162,9 @@ impl RaftStateMachine<TypeConfig> for DataStateMachine {
                     .map(|h| h.base_offset),
                 _ => None,
             };
+            if let (Some(hook), EntryPayload::Normal(batch)) = (&self.on_apply, &entry.payload) {
+                hook(entry.log_id.index, batch.as_bytes());
+            }
             {
                 let mut st = self.lock();
                 st.last_applied = Some(entry.log_id);

@@ -2,14 +2,16 @@
 //! then creates each topic (metadata file, then partition logs). Names
 //! starting with `__` are refused here: they are kept for the broker's own
 //! topics (such as `__consumer_offsets`), which it creates directly through
-//! the registry.
+//! the registry. In cluster mode the topic is created through the
+//! controller (`cluster`), with the request's replication factor.
 
 use rill_protocol::wire::{
     CreatableTopicResult, CreateTopicsRequest, CreateTopicsResponse, ErrorCode,
 };
 
 use super::count_error;
-use crate::error::topic_error_code;
+use crate::cluster::ClusterError;
+use crate::error::cluster_error_code;
 use crate::shared::Shared;
 use crate::topics::{TopicError, INTERNAL_TOPIC_PREFIX};
 
@@ -22,7 +24,24 @@ pub(crate) async fn handle(shared: &Shared, request: CreateTopicsRequest) -> Cre
             Err(TopicError::InvalidName(format!(
                 "{:?}: names starting with {INTERNAL_TOPIC_PREFIX:?} are reserved for internal topics",
                 topic.name
-            )))
+            ))
+            .into())
+        } else if let Some(cluster) = &shared.cluster {
+            cluster
+                .create_topic(
+                    &shared.registry,
+                    &topic.name,
+                    topic.partitions,
+                    topic.replication_factor,
+                    &topic.configs,
+                    request.validate_only,
+                )
+                .await
+        } else if topic.replication_factor > 1 {
+            Err(ClusterError::ReplicationFactor {
+                factor: topic.replication_factor,
+                brokers: 1,
+            })
         } else {
             shared
                 .registry
@@ -33,11 +52,12 @@ pub(crate) async fn handle(shared: &Shared, request: CreateTopicsRequest) -> Cre
                     request.validate_only,
                 )
                 .await
+                .map_err(ClusterError::from)
         };
         let (error, error_message) = match result {
             Ok(()) => (ErrorCode::None, None),
             Err(e) => {
-                let code = topic_error_code(&e);
+                let code = cluster_error_code(&e);
                 tracing::info!(topic = %topic.name, error = %e, "create topic refused");
                 (code, Some(e.to_string()))
             }

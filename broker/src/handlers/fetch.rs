@@ -27,9 +27,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::count_error;
-use crate::error::storage_error_code;
+use crate::error::partition_error_code;
 use crate::metrics;
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionError};
 use crate::shared::Shared;
 
 const API: &str = "fetch";
@@ -39,6 +39,8 @@ struct Slot {
     topic: usize,
     partition: u32,
     hosted: Option<Arc<Partition>>,
+    /// The answer when `hosted` is `None`.
+    absent: ErrorCode,
     fetch_offset: u64,
     partition_max_bytes: usize,
 }
@@ -55,6 +57,11 @@ pub(crate) async fn handle(shared: &Shared, request: FetchRequest) -> FetchRespo
                 hosted: entry
                     .as_ref()
                     .and_then(|e| e.partition(p.partition).cloned()),
+                absent: entry
+                    .as_ref()
+                    .map_or(ErrorCode::UnknownTopicOrPartition, |e| {
+                        e.absent_code(p.partition)
+                    }),
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(usize::MAX),
             });
@@ -102,7 +109,7 @@ fn read_all(
             records: Bytes::new(),
         };
         match &slot.hosted {
-            None => response.error = ErrorCode::UnknownTopicOrPartition,
+            None => response.error = slot.absent,
             Some(log) => {
                 let limit = slot
                     .partition_max_bytes
@@ -119,12 +126,12 @@ fn read_all(
                             response.records = records;
                         }
                         Err(e) => {
-                            if matches!(e, StorageError::Corrupt { .. }) {
+                            if matches!(e, PartitionError::Storage(StorageError::Corrupt { .. })) {
                                 let topic = names.get(slot.topic).cloned().unwrap_or_default();
                                 ::metrics::counter!(metrics::STORAGE_CORRUPT_READS_TOTAL, "topic" => topic)
                                     .increment(1);
                             }
-                            response.error = storage_error_code(&e);
+                            response.error = partition_error_code(&e);
                         }
                     }
                 }

@@ -16,10 +16,7 @@ impl TopicView for TopicRegistry {
     fn partition_counts(&self) -> BTreeMap<String, u32> {
         self.list()
             .iter()
-            .map(|t| {
-                let count = u32::try_from(t.partitions.len()).unwrap_or(u32::MAX);
-                (t.name.clone(), count)
-            })
+            .map(|t| (t.name.clone(), t.partition_count))
             .collect()
     }
 

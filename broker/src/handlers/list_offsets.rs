@@ -8,7 +8,7 @@ use rill_protocol::wire::{
 };
 
 use super::count_error;
-use crate::error::storage_error_code;
+use crate::error::{partition_error_code, storage_error_code};
 use crate::shared::Shared;
 
 const API: &str = "list_offsets";
@@ -51,14 +51,17 @@ fn lookup(
     let Some(log) = shared.registry.partition(topic, partition) else {
         return answer(ErrorCode::UnknownTopicOrPartition, NO_TIMESTAMP, 0);
     };
+    if let Err(e) = log.check_leader() {
+        return answer(partition_error_code(&e), NO_TIMESTAMP, 0);
+    }
     match timestamp {
         EARLIEST_TIMESTAMP => answer(ErrorCode::None, NO_TIMESTAMP, log.log_start_offset()),
-        LATEST_TIMESTAMP => answer(ErrorCode::None, NO_TIMESTAMP, log.log_end_offset()),
+        LATEST_TIMESTAMP => answer(ErrorCode::None, NO_TIMESTAMP, log.high_watermark()),
         ts if ts >= 0 => match log.offset_for_timestamp(ts) {
             Ok(Some(offset)) => answer(ErrorCode::None, ts, offset),
             // No record that new yet: the next one will be, so the log end
             // is where a consumer starting "from ts" begins.
-            Ok(None) => answer(ErrorCode::None, NO_TIMESTAMP, log.log_end_offset()),
+            Ok(None) => answer(ErrorCode::None, NO_TIMESTAMP, log.high_watermark()),
             Err(e) => {
                 tracing::warn!(topic, partition, error = %e, "offset lookup by timestamp failed");
                 answer(storage_error_code(&e), NO_TIMESTAMP, 0)

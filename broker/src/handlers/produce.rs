@@ -16,8 +16,9 @@
 //!
 //! A partition's records are all checked (header, length, size limit, and
 //! the CRC when there is more than one batch) before any of them is
-//! appended, so a bad batch fails its partition as a whole. `timeout_ms` is
-//! not used: with a single replica nothing waits on other brokers.
+//! appended, so a bad batch fails its partition as a whole. `timeout_ms`
+//! bounds a replicated partition's wait for its commit (`RequestTimedOut`);
+//! a single replica waits on nothing but its own disk and ignores it.
 //!
 //! Idempotent batches (producer id set) go through the log's producer
 //! checks (`rill_storage::producer_state`): a retry of a batch already in
@@ -41,11 +42,12 @@ use rill_protocol::wire::{
 };
 use rill_protocol::BatchView;
 use rill_storage::{AppendInfo, StorageError};
+use std::time::Duration;
 
 use super::{count_error, HandlerOutput};
-use crate::error::{batch_error_code, storage_error_code};
+use crate::error::{batch_error_code, partition_error_code};
 use crate::metrics;
-use crate::partition::{AckLevel, Partition};
+use crate::partition::{AckLevel, Partition, PartitionError};
 use crate::shared::Shared;
 
 const API: &str = "produce";
@@ -77,7 +79,7 @@ async fn kick<F: Future>(fut: F) -> Started<F> {
     }
 }
 
-type AppendFuture = Pin<Box<dyn Future<Output = Result<AppendInfo, StorageError>> + Send>>;
+type AppendFuture = Pin<Box<dyn Future<Output = Result<AppendInfo, PartitionError>> + Send>>;
 
 /// One partition's part of the request.
 enum PartitionWork {
@@ -153,6 +155,7 @@ pub(crate) async fn start(
     shared: Arc<Shared>,
     request: ProduceRequest,
 ) -> impl Future<Output = HandlerOutput> + Send + 'static {
+    let timeout = Duration::from_millis(u64::from(request.timeout_ms));
     let ack = match request.acks {
         Acks::None | Acks::Leader => AckLevel::Leader,
         Acks::All => AckLevel::All,
@@ -169,7 +172,11 @@ pub(crate) async fn start(
                 ))
             }) {
                 None => PartitionWork::Rejected(
-                    ErrorCode::UnknownTopicOrPartition,
+                    entry
+                        .as_ref()
+                        .map_or(ErrorCode::UnknownTopicOrPartition, |t| {
+                            t.absent_code(p.partition)
+                        }),
                     format!("{}-{} is not hosted here", topic.name, p.partition),
                 ),
                 Some((partition, max_message_bytes)) => {
@@ -179,7 +186,8 @@ pub(crate) async fn start(
                             let bytes = batches.iter().map(|b| b.len() as u64).sum();
                             let mut appends = Vec::with_capacity(batches.len());
                             for batch in batches {
-                                let append: AppendFuture = Box::pin(partition.append(batch, ack));
+                                let append: AppendFuture =
+                                    Box::pin(partition.append(batch, ack, timeout));
                                 appends.push(kick(append).await);
                             }
                             PartitionWork::Appending {
@@ -248,9 +256,13 @@ async fn finish(topic: &str, partition: u32, work: PartitionWork) -> ProducePart
                     }
                     Err(e) => {
                         if response.error == ErrorCode::None {
-                            let code = storage_error_code(&e);
-                            if matches!(e, StorageError::LogFailed { .. } | StorageError::Io { .. })
-                            {
+                            let code = partition_error_code(&e);
+                            if matches!(
+                                e,
+                                PartitionError::Storage(
+                                    StorageError::LogFailed { .. } | StorageError::Io { .. }
+                                )
+                            ) {
                                 tracing::error!(topic, partition, error = %e, "append failed");
                             } else {
                                 tracing::debug!(topic, partition, error = %e, "append refused");

@@ -2,6 +2,7 @@
 //! scenario family against a real broker over real sockets.
 
 mod bad_input;
+mod cluster;
 mod common;
 mod hostile_common;
 mod hostile_connections;

@@ -21,6 +21,7 @@ pub fn peer_frame() -> impl Strategy<Value = PeerFrame> {
         Just(PeerRpc::Vote),
         Just(PeerRpc::Snapshot),
         Just(PeerRpc::TransferLeader),
+        Just(PeerRpc::Propose),
     ];
     let reason = prop_oneof![
         Just(RefusedReason::OtherCluster),

@@ -481,6 +481,23 @@ impl PartitionLog {
         self.lock().producers.producer(producer_id)
     }
 
+    /// The producer checks [`PartitionLog::append`] would run on `header`
+    /// now, without recording anything: `Ok(None)` to write it, `Ok(Some)`
+    /// with the original's offsets for a retry already in the log, or the
+    /// refusal. A replicated partition's leader runs this before it hands
+    /// a batch to replication (whose appends record but never refuse), with
+    /// its appends serialized so that nothing lands between the check and
+    /// the append.
+    pub fn check_producer(
+        &self,
+        header: &rill_protocol::batch::BatchHeader,
+    ) -> Result<Option<BatchMeta>> {
+        match self.lock().producers.check(header, wall_ms())? {
+            crate::producer_state::Check::Append => Ok(None),
+            crate::producer_state::Check::Duplicate(kept) => Ok(Some(kept)),
+        }
+    }
+
     /// Flushes, writes and syncs the indexes, then leaves the clean-shutdown
     /// marker so the next open trusts the indexes instead of scanning.
     pub async fn close(self) -> Result<()> {

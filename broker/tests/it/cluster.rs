@@ -1,0 +1,358 @@
+//! Cluster mode in one process: three real brokers (`Broker::start` with
+//! `--peers`), each with its own data directory, client listener and
+//! inter-broker listener on loopback, talking over real sockets. Clients
+//! speak the real wire protocol to them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rill_broker::{Broker, BrokerConfig, BrokerHandle};
+use rill_protocol::wire::*;
+use tempfile::TempDir;
+
+use crate::common::{batch, batches, config, Client, IO_TIMEOUT};
+
+const IDS: [u32; 3] = [1, 2, 3];
+/// Bounds every wait on the cluster (elections, catch-up).
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A free loopback port (bound and released: the kernel does not hand it
+/// out again at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Node {
+    dir: PathBuf,
+    config: BrokerConfig,
+    handle: Option<BrokerHandle>,
+}
+
+struct TestCluster {
+    _tmp: TempDir,
+    nodes: BTreeMap<u32, Node>,
+}
+
+impl TestCluster {
+    async fn start() -> TestCluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let peers = IDS
+            .iter()
+            .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = BTreeMap::new();
+        for id in IDS {
+            let dir = tmp.path().join(format!("d{id}"));
+            let mut config = config(&dir);
+            config.listen = format!("127.0.0.1:{}", free_port())
+                .parse()
+                .expect("address");
+            config.node_id = id;
+            config.peers = Some(peers.clone());
+            config.raft_election_timeout_ms = 1_000;
+            config.raft_heartbeat_ms = 100;
+            nodes.insert(
+                id,
+                Node {
+                    dir,
+                    config,
+                    handle: None,
+                },
+            );
+        }
+        let mut cluster = TestCluster { _tmp: tmp, nodes };
+        for id in IDS {
+            cluster.restart(id).await;
+        }
+        cluster
+    }
+
+    async fn restart(&mut self, id: u32) {
+        let node = self.nodes.get_mut(&id).expect("node");
+        assert!(node.handle.is_none(), "node {id} is running");
+        node.handle = Some(
+            Broker::start(node.config.clone())
+                .await
+                .expect("broker starts"),
+        );
+    }
+
+    async fn stop(&mut self, id: u32) {
+        let handle = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.handle.take())
+            .expect("running");
+        handle.shutdown().await;
+    }
+
+    fn addr(&self, id: u32) -> SocketAddr {
+        self.nodes[&id].config.listen
+    }
+
+    async fn client(&self, id: u32) -> Client {
+        Client::connect(self.addr(id)).await
+    }
+
+    fn running(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.handle.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    async fn shutdown(mut self) -> TempDir {
+        for id in self.running() {
+            self.stop(id).await;
+        }
+        self._tmp
+    }
+}
+
+async fn metadata(client: &mut Client, topic: Option<&str>) -> MetadataResponse {
+    let request = Request::Metadata(MetadataRequest {
+        topics: topic.map(|t| vec![t.to_owned()]),
+    });
+    match client.call(request).await {
+        Response::Metadata(m) => m,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Asks broker `id` until `check` accepts its Metadata answer: the
+/// cluster's state is only observable through it (no event crosses the
+/// wire), so this polls, with a short pause, up to a deadline.
+async fn await_metadata<T>(
+    cluster: &TestCluster,
+    id: u32,
+    topic: Option<&str>,
+    what: &str,
+    mut check: impl FnMut(&MetadataResponse) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + CLUSTER_DEADLINE;
+    let mut client = cluster.client(id).await;
+    loop {
+        let m = metadata(&mut client, topic).await;
+        if let Some(found) = check(&m) {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {CLUSTER_DEADLINE:?}; last answer {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The leader (and its epoch) of partition 0 of `topic` as broker `id`
+/// sees it, once that leader is one of `candidates`.
+async fn await_leader(
+    cluster: &TestCluster,
+    id: u32,
+    topic: &str,
+    candidates: &[u32],
+) -> (u32, u32) {
+    await_metadata(cluster, id, Some(topic), "a leader", |m| {
+        let p = m.topics.first()?.partitions.first()?;
+        let leader = u32::try_from(p.leader).ok()?;
+        candidates
+            .contains(&leader)
+            .then_some((leader, p.leader_epoch))
+    })
+    .await
+}
+
+async fn create(
+    client: &mut Client,
+    topic: &str,
+    partitions: u32,
+    rf: u16,
+) -> CreatableTopicResult {
+    let request = Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: topic.into(),
+            partitions,
+            replication_factor: rf,
+            configs: vec![],
+        }],
+        validate_only: false,
+    });
+    match client.call(request).await {
+        Response::CreateTopics(mut r) => r.topics.pop().expect("one result"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Every data record value in `topic`-0 read from `id`, in offset order
+/// (control batches, the replication layer's own entries, skipped).
+async fn read_all(client: &mut Client, topic: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let p = client.fetch(topic, 0, offset, 0, 0).await;
+        assert_eq!(p.error, ErrorCode::None, "fetch at {offset}");
+        if p.records.is_empty() {
+            assert_eq!(offset, p.high_watermark, "read to the high watermark");
+            return out;
+        }
+        for (_, bytes) in batches(p.records) {
+            let view = rill_protocol::BatchView::new(&bytes).expect("batch");
+            offset = view.header().next_offset();
+            if view.header().is_control() {
+                continue;
+            }
+            for r in view.validate_full().expect("valid").archived().iter() {
+                out.push(String::from_utf8_lossy(r.value()).into_owned());
+            }
+        }
+    }
+}
+
+fn segment_file(dir: &Path, topic: &str) -> Vec<u8> {
+    std::fs::read(
+        dir.join(format!("{topic}-0"))
+            .join("00000000000000000000.log"),
+    )
+    .expect("segment file")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_replicates_writes_survives_its_leaders_loss_and_catches_up_a_returning_broker() {
+    let mut cluster = TestCluster::start().await;
+    // Every broker registers with the controller before topics can be
+    // spread over them.
+    await_metadata(&cluster, 1, None, "three registered brokers", |m| {
+        (m.brokers.len() == 3 && m.controller_id > 0).then_some(())
+    })
+    .await;
+    let mut admin = cluster.client(2).await;
+    assert_eq!(
+        create(&mut admin, "orders", 1, 3).await.error,
+        ErrorCode::None
+    );
+    assert_eq!(
+        create(&mut admin, "orders", 1, 3).await.error,
+        ErrorCode::TopicAlreadyExists
+    );
+    assert_eq!(
+        create(&mut admin, "wide", 1, 4).await.error,
+        ErrorCode::InvalidReplicationFactor
+    );
+
+    let (leader, epoch) = await_leader(&cluster, 1, "orders", &IDS).await;
+    let replicas = await_metadata(&cluster, leader, Some("orders"), "the replicas", |m| {
+        Some(m.topics[0].partitions[0].replicas.clone())
+    })
+    .await;
+    assert_eq!(replicas.len(), 3);
+
+    // acks=all at the leader: committed on a majority before the answer.
+    let mut producer = cluster.client(leader).await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let tag = format!("a{i}");
+        let r = producer
+            .produce("orders", 0, Acks::All, batch(3, &tag, 1_000))
+            .await;
+        assert_eq!(r.error, ErrorCode::None, "{r:?}");
+        acked.extend((0..3).map(|j| format!("{tag}-{j}")));
+    }
+    // A follower refuses clients with Kafka's redirect code.
+    let follower = *IDS.iter().find(|id| **id != leader).expect("a follower");
+    let mut at_follower = cluster.client(follower).await;
+    let r = at_follower
+        .produce("orders", 0, Acks::All, batch(1, "no", 1_000))
+        .await;
+    assert_eq!(r.error, ErrorCode::NotLeaderOrFollower);
+    let f = match at_follower
+        .call(Client::fetch_request("orders", 0, 0, 0, 0))
+        .await
+    {
+        Response::Fetch(mut f) => f.topics.pop().and_then(|mut t| t.partitions.pop()),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(f.expect("one").error, ErrorCode::NotLeaderOrFollower);
+    assert_eq!(read_all(&mut producer, "orders").await, acked);
+
+    // The leader goes; the other two elect a successor with a newer epoch,
+    // which holds every acknowledged record and takes new writes.
+    cluster.stop(leader).await;
+    let survivors: Vec<u32> = IDS.iter().copied().filter(|id| *id != leader).collect();
+    let (new_leader, new_epoch) = await_leader(&cluster, survivors[0], "orders", &survivors).await;
+    assert!(new_epoch > epoch, "epoch {new_epoch} after {epoch}");
+    let mut producer = cluster.client(new_leader).await;
+    for i in 0..20 {
+        let tag = format!("b{i}");
+        let r = producer
+            .produce("orders", 0, Acks::All, batch(3, &tag, 1_000))
+            .await;
+        assert_eq!(r.error, ErrorCode::None, "{r:?}");
+        acked.extend((0..3).map(|j| format!("{tag}-{j}")));
+    }
+    assert_eq!(read_all(&mut producer, "orders").await, acked);
+    let hw = producer
+        .list_offset("orders", 0, LATEST_TIMESTAMP)
+        .await
+        .offset;
+
+    // The old leader returns as a follower and is caught up.
+    cluster.restart(leader).await;
+    await_metadata(
+        &cluster,
+        leader,
+        Some("orders"),
+        "the returned broker caught up",
+        |m| (m.topics[0].partitions[0].log_end_offset >= hw).then_some(()),
+    )
+    .await;
+
+    // Every replica's log is the same, byte for byte.
+    let dirs: Vec<PathBuf> = IDS.iter().map(|id| cluster.nodes[id].dir.clone()).collect();
+    let tmp = cluster.shutdown().await;
+    let first = segment_file(&dirs[0], "orders");
+    for dir in &dirs[1..] {
+        assert!(
+            first == segment_file(dir, "orders"),
+            "{} differs",
+            dir.display()
+        );
+    }
+    drop(tmp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_broker_refuses_a_replication_factor_it_cannot_give() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start(config(tmp.path())).await.expect("starts");
+    let mut client = Client::connect(broker.local_addr()).await;
+    assert_eq!(
+        create(&mut client, "t", 1, 2).await.error,
+        ErrorCode::InvalidReplicationFactor
+    );
+    assert_eq!(create(&mut client, "t", 1, 1).await.error, ErrorCode::None);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_refuses_other_peers_naming_both() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let first = format!("1@127.0.0.1:{}", free_port());
+    let mut c = config(tmp.path());
+    c.node_id = 1;
+    c.peers = Some(first.clone());
+    let broker = Broker::start(c.clone()).await.expect("starts");
+    broker.shutdown().await;
+    let other = format!("{first},2@127.0.0.1:{}", free_port());
+    c.peers = Some(other.clone());
+    let err = Broker::start(c).await.expect_err("other peers refused");
+    let text = err.to_string();
+    assert!(text.contains(&first) && text.contains(&other), "{text}");
+    let _ = IO_TIMEOUT;
+}
