@@ -2,11 +2,16 @@
 //! consumer group administration (list, describe with lag, reset offsets,
 //! delete).
 //!
-//! Thin typed calls over one [`BrokerLink`]: each turns a request into one
-//! round trip and maps per-topic and per-partition error codes to
-//! [`ClientError::Broker`] with the topic and partition filled in.
+//! Thin typed calls: each turns a request into one round trip and maps
+//! per-topic and per-partition error codes to [`ClientError::Broker`] with
+//! the topic and partition filled in. Topic and group administration goes
+//! to any broker (the bootstrap link; a broker forwards what only the
+//! controller may do). ListOffsets goes to each partition's leader, found
+//! in the client's metadata cache (`cluster`), and is retried at the new
+//! leader when the old one refuses or cannot be reached.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rill_protocol::wire::{
     CreatableTopic, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
@@ -15,8 +20,11 @@ use rill_protocol::wire::{
     TopicPartitions, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
 
+use crate::cluster::{is_leader_error, Cluster, LinkKind, Reason};
 use crate::connection::{BrokerLink, ConnectionConfig};
 use crate::error::{ClientError, Result};
+use crate::producer::{RETRY_BACKOFF_DEFAULT, RETRY_BACKOFF_MAX_DEFAULT};
+use tracing::debug;
 
 /// A replication factor of 0 asks the broker for its default.
 pub const DEFAULT_REPLICATION_FACTOR: u16 = 0;
@@ -189,7 +197,8 @@ fn pairs(list: Vec<TopicPartitions>) -> Vec<(String, u32)> {
 /// Administrative client.
 #[derive(Debug)]
 pub struct Admin {
-    link: BrokerLink,
+    cluster: Arc<Cluster>,
+    request_timeout: Duration,
 }
 
 impl Admin {
@@ -200,9 +209,22 @@ impl Admin {
             request_timeout: config.request_timeout,
             ..ConnectionConfig::default()
         };
+        let cluster = Cluster::connect(
+            &config.bootstrap,
+            conn,
+            RETRY_BACKOFF_DEFAULT,
+            RETRY_BACKOFF_MAX_DEFAULT,
+        )
+        .await?;
         Ok(Admin {
-            link: BrokerLink::connect(&config.bootstrap, conn).await?,
+            cluster,
+            request_timeout: config.request_timeout,
         })
+    }
+
+    /// Any broker: the bootstrap link.
+    fn link(&self) -> &BrokerLink {
+        self.cluster.bootstrap()
     }
 
     /// Creates `name` with `partitions` partitions and per-topic config
@@ -240,7 +262,7 @@ impl Admin {
             }],
             validate_only: false,
         };
-        let resp = self.link.get().await?.create_topics(req).await?;
+        let resp = self.link().get().await?.create_topics(req).await?;
         let topic = resp
             .topics
             .into_iter()
@@ -254,7 +276,7 @@ impl Admin {
         let req = DeleteTopicsRequest {
             names: vec![name.to_owned()],
         };
-        let resp = self.link.get().await?.delete_topics(req).await?;
+        let resp = self.link().get().await?.delete_topics(req).await?;
         let topic = resp
             .results
             .into_iter()
@@ -277,21 +299,23 @@ impl Admin {
         describe_from_metadata(resp, name)
     }
 
-    /// Looks up one offset per partition of `topic`.
+    /// Looks up one offset per partition of `topic`, each asked of the
+    /// partition's leader (retried at a new leader for up to the request
+    /// timeout while leadership moves).
     pub async fn list_offsets(
         &self,
         topic: &str,
         partitions: &[u32],
         spec: OffsetSpec,
     ) -> Result<Vec<PartitionOffset>> {
-        list_offsets(&self.link, topic, partitions, spec).await
+        list_offsets(&self.cluster, topic, partitions, spec, self.request_timeout).await
     }
 
     /// Every consumer group: those with members and those known only by
     /// their committed offsets (shown `Empty`).
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
         let resp = self
-            .link
+            .link()
             .get()
             .await?
             .list_groups(ListGroupsRequest {})
@@ -315,7 +339,7 @@ impl Admin {
     /// offsets.
     pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
         let resp = self
-            .link
+            .link()
             .get()
             .await?
             .describe_groups(DescribeGroupsRequest {
@@ -370,7 +394,7 @@ impl Admin {
     /// while it has members.
     pub async fn delete_group(&self, group_id: &str) -> Result<()> {
         let resp = self
-            .link
+            .link()
             .get()
             .await?
             .delete_groups(DeleteGroupsRequest {
@@ -402,7 +426,7 @@ impl Admin {
     ) -> Result<Vec<OffsetReset>> {
         let (spec, value) = to.to_wire();
         let resp = self
-            .link
+            .link()
             .get()
             .await?
             .reset_offsets(ResetOffsetsRequest {
@@ -434,7 +458,7 @@ impl Admin {
     }
 
     async fn metadata(&self, topics: Option<Vec<String>>) -> Result<MetadataResponse> {
-        self.link
+        self.link()
             .get()
             .await?
             .metadata(MetadataRequest { topics })
@@ -492,14 +516,158 @@ pub(crate) fn describe_from_metadata(
     })
 }
 
-/// One ListOffsets round trip; shared by [`Admin`] and the consumer's seek.
+/// ListOffsets for `partitions` of `topic`, one request per leader;
+/// shared by [`Admin`] and the consumer's seek. Partitions whose leader
+/// refuses or cannot be reached are asked again at their leader after a
+/// (paced) metadata refresh, until `give_up_after` has passed.
 pub(crate) async fn list_offsets(
-    link: &BrokerLink,
+    cluster: &Cluster,
     topic: &str,
     partitions: &[u32],
     spec: OffsetSpec,
+    give_up_after: Duration,
 ) -> Result<Vec<PartitionOffset>> {
-    let req = ListOffsetsRequest {
+    let started = Instant::now();
+    let mut out: Vec<PartitionOffset> = Vec::with_capacity(partitions.len());
+    let mut left: Vec<u32> = Vec::with_capacity(partitions.len());
+    for &p in partitions {
+        if !left.contains(&p) {
+            left.push(p);
+        }
+    }
+    let mut refresh: Option<Reason> = None;
+    let mut last_error: Option<ClientError> = None;
+    loop {
+        let unknown = left.iter().any(|&p| cluster.leader(topic, p).is_none());
+        if unknown && refresh.is_none() {
+            refresh = Some(match cluster.partition_count(topic) {
+                None => Reason::first_use(topic),
+                Some(_) => Reason::failure(format!(
+                    "list offsets: {topic} has partitions without a known leader"
+                )),
+            });
+        }
+        if let Some(reason) = refresh.take() {
+            if let Err(e) = cluster.refresh(&[topic], &reason).await {
+                if !e.is_retriable() {
+                    return Err(e);
+                }
+                last_error = Some(e);
+            }
+        }
+        // Requests by leader; a partition the topic does not have, or a
+        // topic the broker does not know, fails at once.
+        let mut by_node: Vec<(i32, Vec<u32>)> = Vec::new();
+        for &p in &left {
+            match cluster.leader(topic, p) {
+                Some(leader) => match by_node.iter_mut().find(|(n, _)| *n == leader.node) {
+                    Some((_, list)) => list.push(p),
+                    None => by_node.push((leader.node, vec![p])),
+                },
+                None => match cluster.partition_count(topic) {
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(count)) if p >= count => {
+                        return Err(ClientError::partition(
+                            ErrorCode::UnknownTopicOrPartition,
+                            topic,
+                            p,
+                            Some(format!("the topic has {count} partitions")),
+                        ))
+                    }
+                    _ => {
+                        last_error = Some(ClientError::partition(
+                            ErrorCode::LeaderNotAvailable,
+                            topic,
+                            p,
+                            None,
+                        ))
+                    }
+                },
+            }
+        }
+        for (node, asked) in by_node {
+            let answer = match cluster.connection(node, LinkKind::Main).await {
+                Ok(conn) => conn.list_offsets(request(topic, &asked, spec)).await,
+                Err(e) => Err(e),
+            };
+            let resp = match answer {
+                Ok(resp) => resp,
+                Err(e) if is_leader_error(&e) => {
+                    debug!(node, error = %e, "list offsets at a leader failed; looking it up again");
+                    for &p in &asked {
+                        cluster.leader_failed(topic, p, node);
+                    }
+                    refresh = Some(Reason::failure(format!(
+                        "list offsets at node {node} failed: {e}"
+                    )));
+                    last_error = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut retry_here: Vec<u32> = Vec::new();
+            for t in resp.topics.into_iter().filter(|t| t.name == topic) {
+                for p in t.partitions {
+                    if !asked.contains(&p.partition) {
+                        continue;
+                    }
+                    if p.error != ErrorCode::None {
+                        let e = ClientError::partition(p.error, topic, p.partition, None);
+                        // Unknown partitions fail at once, as before leaders.
+                        if is_leader_error(&e) && p.error != ErrorCode::UnknownTopicOrPartition {
+                            cluster.leader_failed(topic, p.partition, node);
+                            refresh = Some(Reason::failure(format!(
+                                "list offsets: node {node} answered {:?} for {topic}-{}",
+                                p.error, p.partition
+                            )));
+                            last_error = Some(e);
+                            retry_here.push(p.partition);
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                    left.retain(|&l| l != p.partition);
+                    out.push(PartitionOffset {
+                        partition: p.partition,
+                        offset: p.offset,
+                        timestamp: p.timestamp,
+                    });
+                }
+            }
+            for &wanted in &asked {
+                if left.contains(&wanted) && !retry_here.contains(&wanted) {
+                    return Err(ClientError::partition(
+                        ErrorCode::UnknownTopicOrPartition,
+                        topic,
+                        wanted,
+                        Some("missing from the ListOffsets response".to_owned()),
+                    ));
+                }
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
+        if started.elapsed() >= give_up_after {
+            return Err(
+                last_error.unwrap_or_else(|| ClientError::broker(ErrorCode::LeaderNotAvailable))
+            );
+        }
+        // A refresh is paced; without one due (no leader yet), wait for
+        // the next paced refresh anyway.
+        if refresh.is_none() {
+            refresh = Some(Reason::failure(format!(
+                "list offsets: {topic} has partitions without a leader"
+            )));
+        }
+    }
+    // In the order asked.
+    out.sort_by_key(|o| partitions.iter().position(|&p| p == o.partition));
+    Ok(out)
+}
+
+fn request(topic: &str, partitions: &[u32], spec: OffsetSpec) -> ListOffsetsRequest {
+    ListOffsetsRequest {
         topics: vec![ListOffsetsTopic {
             name: topic.to_owned(),
             partitions: partitions
@@ -510,42 +678,18 @@ pub(crate) async fn list_offsets(
                 })
                 .collect(),
         }],
-    };
-    let resp = link.get().await?.list_offsets(req).await?;
-    let mut out = Vec::with_capacity(partitions.len());
-    for t in resp.topics.into_iter().filter(|t| t.name == topic) {
-        for p in t.partitions {
-            if p.error != ErrorCode::None {
-                return Err(ClientError::partition(p.error, topic, p.partition, None));
-            }
-            out.push(PartitionOffset {
-                partition: p.partition,
-                offset: p.offset,
-                timestamp: p.timestamp,
-            });
-        }
     }
-    for &wanted in partitions {
-        if !out.iter().any(|o| o.partition == wanted) {
-            return Err(ClientError::partition(
-                ErrorCode::UnknownTopicOrPartition,
-                topic,
-                wanted,
-                Some("missing from the ListOffsets response".to_owned()),
-            ));
-        }
-    }
-    Ok(out)
 }
 
 /// [`list_offsets`] for one partition: its offset for `spec`.
 pub(crate) async fn partition_offset(
-    link: &BrokerLink,
+    cluster: &Cluster,
     topic: &str,
     partition: u32,
     spec: OffsetSpec,
+    give_up_after: Duration,
 ) -> Result<u64> {
-    let found = list_offsets(link, topic, &[partition], spec).await?;
+    let found = list_offsets(cluster, topic, &[partition], spec, give_up_after).await?;
     found
         .first()
         .map(|o| o.offset)

@@ -886,6 +886,26 @@ impl BrokerLink {
         Ok(link)
     }
 
+    /// A link to `addr` that connects on its first [`Self::get`]: the
+    /// cluster's link to one broker node.
+    pub(crate) fn lazy(addr: String, config: ConnectionConfig) -> BrokerLink {
+        BrokerLink {
+            addrs: vec![addr],
+            config,
+            current: tokio::sync::Mutex::new(Current {
+                conn: None,
+                preferred: 0,
+            }),
+        }
+    }
+
+    /// Whether a connection is open now (no connecting).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.current
+            .try_lock()
+            .is_ok_and(|c| c.conn.as_ref().is_some_and(|conn| !conn.is_closed()))
+    }
+
     /// The live connection, reconnecting if the last one failed.
     pub(crate) async fn get(&self) -> Result<Arc<Connection>> {
         let mut current = self.current.lock().await;

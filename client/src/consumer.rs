@@ -21,8 +21,16 @@
 //! works (and long-polls) while the caller processes records. A seek or a
 //! new assignment drops that prefetch.
 //!
-//! Fetches use their own connection so that a long-polling fetch never
-//! delays a ListOffsets behind it (responses come back in request order).
+//! # Leaders
+//! A partition is read from its leader. A fetch is one request per leader
+//! node, sent together; the poll takes them all. Fetches use their own
+//! connection to each node so that a long-polling fetch never delays a
+//! ListOffsets behind it (responses come back in request order). When a
+//! leader refuses a partition (`NotLeaderOrFollower`, `LeaderNotAvailable`,
+//! `FencedLeaderEpoch`, ...) or its node cannot be reached, the partition's
+//! leader is forgotten and the next poll refreshes the metadata (paced with
+//! `retry_backoff` growing to `retry_backoff_max`, see `cluster`) before
+//! fetching it again; no error reaches the caller and no position moves.
 //!
 //! # Errors
 //! `OffsetOutOfRange` is returned to the caller as an error and the position
@@ -40,8 +48,10 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::admin::{partition_offset, OffsetSpec};
-use crate::connection::{BrokerLink, ConnectionConfig, REQUEST_TIMEOUT_DEFAULT};
+use crate::cluster::{is_leader_error, Cluster, LinkKind, Reason};
+use crate::connection::{ConnectionConfig, REQUEST_TIMEOUT_DEFAULT};
 use crate::error::{ClientError, Result};
+use crate::producer::{RETRY_BACKOFF_DEFAULT, RETRY_BACKOFF_MAX_DEFAULT};
 
 /// Default longest time the broker holds a fetch waiting for data.
 pub const FETCH_MAX_WAIT_DEFAULT: Duration = Duration::from_millis(500);
@@ -64,8 +74,14 @@ pub struct ConsumerConfig {
     pub fetch_min_bytes: u32,
     pub fetch_max_bytes: u32,
     pub partition_max_bytes: u32,
-    /// Time a request may take beyond the fetch's own wait.
+    /// Time a request may take beyond the fetch's own wait. Also bounds
+    /// how long a seek retries a partition whose leader is moving.
     pub request_timeout: Duration,
+    /// Least pause between metadata refreshes after a leader error; it
+    /// doubles while refreshes do not help, up to `retry_backoff_max`
+    /// (Kafka's `retry.backoff.ms` and `retry.backoff.max.ms`).
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
     pub client_id: String,
 }
 
@@ -80,6 +96,8 @@ impl ConsumerConfig {
             fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
             partition_max_bytes: PARTITION_MAX_BYTES_DEFAULT,
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
+            retry_backoff: RETRY_BACKOFF_DEFAULT,
+            retry_backoff_max: RETRY_BACKOFF_MAX_DEFAULT,
             client_id: "rill-consumer".to_owned(),
         }
     }
@@ -89,6 +107,12 @@ impl ConsumerConfig {
             return Err(ClientError::InvalidConfig {
                 field: "partition_max_bytes",
                 reason: "fetch byte limits must be positive".to_owned(),
+            });
+        }
+        if self.retry_backoff_max < self.retry_backoff {
+            return Err(ClientError::InvalidConfig {
+                field: "retry_backoff_max",
+                reason: "must be at least retry_backoff".to_owned(),
             });
         }
         if u32::try_from(self.fetch_max_wait.as_millis()).is_err() {
@@ -122,19 +146,31 @@ struct Assigned {
     position: Option<u64>,
 }
 
-/// A fetch sent ahead of the caller, and the positions it fetched from.
+/// One node's share of a fetch: its node, partitions and request topics.
+type NodeRequest = (i32, Vec<(Arc<str>, u32)>, Vec<FetchTopic>);
+
+/// One node's answer to its share of a fetch.
+struct NodeFetch {
+    node: i32,
+    /// The partitions asked for, to forget their leader if the node fails.
+    partitions: Vec<(Arc<str>, u32)>,
+    result: Result<FetchResponse>,
+}
+
+/// A fetch sent ahead of the caller (one request per leader node), and
+/// the positions it fetched from.
 struct Prefetch {
     generation: u64,
-    handle: JoinHandle<Result<FetchResponse>>,
+    nodes: Vec<i32>,
+    handle: JoinHandle<Vec<NodeFetch>>,
 }
 
 /// Reads assigned partitions. Not shareable: one caller polls it.
 pub struct Consumer {
     config: ConsumerConfig,
-    /// Carries fetches only.
-    fetch_link: Arc<BrokerLink>,
-    /// Carries ListOffsets for seeks.
-    control_link: BrokerLink,
+    /// Partition leaders and the links to them: fetches on each node's
+    /// [`LinkKind::Fetch`] link, ListOffsets on its main one.
+    cluster: Arc<Cluster>,
     assigned: Vec<Assigned>,
     prefetch: Option<Prefetch>,
     /// Bumped by assign and seek; a prefetch from an older generation
@@ -173,12 +209,16 @@ impl Consumer {
             request_timeout: config.request_timeout,
             ..ConnectionConfig::default()
         };
-        let fetch_link = Arc::new(BrokerLink::connect(&config.bootstrap, conn.clone()).await?);
-        let control_link = BrokerLink::connect(&config.bootstrap, conn).await?;
+        let cluster = Cluster::connect(
+            &config.bootstrap,
+            conn,
+            config.retry_backoff,
+            config.retry_backoff_max,
+        )
+        .await?;
         Ok(Consumer {
             config,
-            fetch_link,
-            control_link,
+            cluster,
             assigned: Vec::new(),
             prefetch: None,
             generation: 0,
@@ -261,30 +301,80 @@ impl Consumer {
             return Ok(Records::default());
         }
         self.resolve_positions().await?;
-        let mut prefetch = match self.prefetch.take() {
-            Some(p) if p.generation == self.generation => p,
-            stale => {
-                if let Some(p) = stale {
-                    self.drop_prefetch(p).await;
+        loop {
+            let mut prefetch = match self.prefetch.take() {
+                Some(p) if p.generation == self.generation => p,
+                stale => {
+                    if let Some(p) = stale {
+                        self.drop_prefetch(p).await;
+                    }
+                    self.find_leaders(deadline).await?;
+                    match self.start_fetch() {
+                        Some(p) => p,
+                        // No partition has a known leader yet: the next
+                        // refresh is paced, so looping does not spin.
+                        None if Instant::now() < deadline => continue,
+                        None => return Ok(Records::default()),
+                    }
                 }
-                self.start_fetch()
+            };
+            let answers = match tokio::time::timeout_at(deadline, &mut prefetch.handle).await {
+                Err(_) => {
+                    // Still waiting on the brokers: keep it for the next poll.
+                    self.prefetch = Some(prefetch);
+                    return Ok(Records::default());
+                }
+                Ok(Err(join)) => {
+                    debug!(error = %join, "fetch task ended abnormally");
+                    return Err(ClientError::ConnectionClosed);
+                }
+                Ok(Ok(answers)) => answers,
+            };
+            let (records, moved) = self.take_records(answers)?;
+            if moved {
+                // A leader was forgotten: look it up before fetching again.
+                if records.is_empty() && Instant::now() < deadline {
+                    continue;
+                }
+                return Ok(records);
             }
+            self.prefetch = self.start_fetch();
+            return Ok(records);
+        }
+    }
+
+    /// Refreshes the metadata (paced) when an assigned partition has no
+    /// known leader; gives up at `deadline` and on retriable failures,
+    /// which the next poll retries.
+    async fn find_leaders(&self, deadline: Instant) -> Result<()> {
+        let mut topics: Vec<&str> = Vec::new();
+        let mut first_use = false;
+        for a in &self.assigned {
+            if self.cluster.leader(&a.topic, a.partition).is_none() {
+                first_use |= self.cluster.partition_count(&a.topic).is_none();
+                if !topics.contains(&&*a.topic) {
+                    topics.push(&a.topic);
+                }
+            }
+        }
+        let Some(first) = topics.first() else {
+            return Ok(());
         };
-        let response = match tokio::time::timeout_at(deadline, &mut prefetch.handle).await {
-            Err(_) => {
-                // Still waiting on the broker: keep it for the next poll.
-                self.prefetch = Some(prefetch);
-                return Ok(Records::default());
-            }
-            Ok(Err(join)) => {
-                debug!(error = %join, "fetch task ended abnormally");
-                return Err(ClientError::ConnectionClosed);
-            }
-            Ok(Ok(response)) => response?,
+        let reason = if first_use {
+            Reason::first_use(first)
+        } else {
+            Reason::failure(format!(
+                "fetch: partitions of {topics:?} have no known leader"
+            ))
         };
-        let records = self.take_records(response)?;
-        self.prefetch = Some(self.start_fetch());
-        Ok(records)
+        match tokio::time::timeout_at(deadline, self.cluster.refresh(&topics, &reason)).await {
+            Ok(Err(e)) if !e.is_retriable() => Err(e),
+            Ok(Err(e)) => {
+                debug!(error = %e, "metadata refresh for fetching failed; will retry");
+                Ok(())
+            }
+            Ok(Ok(())) | Err(_) => Ok(()),
+        }
     }
 
     fn find(&self, topic: &str, partition: u32) -> Option<usize> {
@@ -293,8 +383,21 @@ impl Consumer {
             .position(|a| *a.topic == *topic && a.partition == partition)
     }
 
-    async fn lookup(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<u64> {
-        partition_offset(&self.control_link, topic, partition, spec).await
+    /// The partition's offset for `spec`, asked of its leader.
+    pub(crate) async fn lookup(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: OffsetSpec,
+    ) -> Result<u64> {
+        partition_offset(
+            &self.cluster,
+            topic,
+            partition,
+            spec,
+            self.config.request_timeout,
+        )
+        .await
     }
 
     /// Gives partitions assigned without a seek their log start offset.
@@ -326,12 +429,18 @@ impl Consumer {
     async fn drop_prefetch(&self, prefetch: Prefetch) {
         if !prefetch.handle.is_finished() {
             prefetch.handle.abort();
-            self.fetch_link.close().await;
+            for node in prefetch.nodes {
+                if let Ok(link) = self.cluster.link(node, LinkKind::Fetch) {
+                    link.close().await;
+                }
+            }
         }
     }
 
-    fn start_fetch(&self) -> Prefetch {
-        let mut topics: Vec<FetchTopic> = Vec::new();
+    /// Sends one fetch to each leader of an assigned partition; `None` if
+    /// no partition has a known leader.
+    fn start_fetch(&self) -> Option<Prefetch> {
+        let mut requests: Vec<NodeRequest> = Vec::new();
         let count = self.assigned.len();
         let start = match count {
             0 => 0,
@@ -345,6 +454,23 @@ impl Consumer {
             let Some(fetch_offset) = a.position else {
                 continue;
             };
+            let Some(leader) = self.cluster.leader(&a.topic, a.partition) else {
+                continue;
+            };
+            let at = match requests
+                .iter()
+                .position(|(node, _, _)| *node == leader.node)
+            {
+                Some(at) => at,
+                None => {
+                    requests.push((leader.node, Vec::new(), Vec::new()));
+                    requests.len() - 1
+                }
+            };
+            let Some((_, partitions, topics)) = requests.get_mut(at) else {
+                continue;
+            };
+            partitions.push((Arc::clone(&a.topic), a.partition));
             let partition = FetchPartition {
                 partition: a.partition,
                 fetch_offset,
@@ -358,29 +484,110 @@ impl Consumer {
                 }),
             }
         }
-        let request = FetchRequest {
-            max_wait_ms: u32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(u32::MAX),
-            min_bytes: self.config.fetch_min_bytes,
-            max_bytes: self.config.fetch_max_bytes,
-            topics,
-        };
-        let link = Arc::clone(&self.fetch_link);
-        let handle = tokio::spawn(async move { link.get().await?.fetch(request).await });
-        Prefetch {
-            generation: self.generation,
-            handle,
+        if requests.is_empty() {
+            return None;
         }
+        let max_wait_ms = u32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(u32::MAX);
+        let nodes: Vec<i32> = requests.iter().map(|(node, _, _)| *node).collect();
+        let min_bytes = self.config.fetch_min_bytes;
+        let max_bytes = self.config.fetch_max_bytes;
+        let cluster = Arc::clone(&self.cluster);
+        // The node fetches live in a JoinSet inside the task: aborting the
+        // prefetch aborts them all.
+        let handle = tokio::spawn(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (node, partitions, topics) in requests {
+                let request = FetchRequest {
+                    max_wait_ms,
+                    min_bytes,
+                    max_bytes,
+                    topics,
+                };
+                let cluster = Arc::clone(&cluster);
+                set.spawn(async move {
+                    let result = match cluster.connection(node, LinkKind::Fetch).await {
+                        Ok(conn) => conn.fetch(request).await,
+                        Err(e) => Err(e),
+                    };
+                    NodeFetch {
+                        node,
+                        partitions,
+                        result,
+                    }
+                });
+            }
+            let mut answers = Vec::with_capacity(set.len());
+            while let Some(joined) = set.join_next().await {
+                match joined {
+                    Ok(answer) => answers.push(answer),
+                    Err(join) => debug!(error = %join, "node fetch task ended abnormally"),
+                }
+            }
+            answers
+        });
+        Some(Prefetch {
+            generation: self.generation,
+            nodes,
+            handle,
+        })
     }
 
     /// Checks a fetch response, advances positions past its complete
     /// batches, and wraps its bytes. Nothing moves if any partition failed.
-    fn take_records(&mut self, response: FetchResponse) -> Result<Records> {
-        if response.error != ErrorCode::None {
-            return Err(ClientError::broker(response.error));
-        }
+    ///
+    /// A node that failed, or refused a partition, as a leader error (see
+    /// `cluster`) has its partitions' leaders forgotten; the second value
+    /// says whether that happened.
+    fn take_records(&mut self, answers: Vec<NodeFetch>) -> Result<(Records, bool)> {
         let mut parts = Vec::new();
         let mut moves = Vec::new();
         let mut count = 0usize;
+        let mut forgot = false;
+        for answer in answers {
+            let node = answer.node;
+            let failure = match answer.result {
+                Ok(response) if response.error == ErrorCode::None => {
+                    self.take_node_records(
+                        node,
+                        response,
+                        &mut parts,
+                        &mut moves,
+                        &mut count,
+                        &mut forgot,
+                    )?;
+                    continue;
+                }
+                Ok(response) => ClientError::broker(response.error),
+                Err(e) => e,
+            };
+            if !is_leader_error(&failure) {
+                return Err(failure);
+            }
+            debug!(node, error = %failure, "fetch from a leader failed; its partitions' leaders are looked up again");
+            for (topic, partition) in &answer.partitions {
+                self.cluster.leader_failed(topic, *partition, node);
+            }
+            forgot = true;
+        }
+        for (index, next) in moves {
+            if let Some(a) = self.assigned.get_mut(index) {
+                a.position = Some(a.position.map_or(next, |p| p.max(next)));
+            }
+        }
+        Ok((Records { parts, count }, forgot))
+    }
+
+    /// One node's share of [`Self::take_records`]: checks its partitions
+    /// and collects their records and position moves.
+    fn take_node_records(
+        &self,
+        node: i32,
+        response: FetchResponse,
+        parts: &mut Vec<PartitionRecords>,
+        moves: &mut Vec<(usize, u64)>,
+        count: &mut usize,
+        forgot: &mut bool,
+    ) -> Result<()> {
         for topic in response.topics {
             let name: Arc<str> = Arc::from(topic.name.as_str());
             for p in topic.partitions {
@@ -403,6 +610,12 @@ impl Consumer {
                 }
                 if p.error != ErrorCode::None {
                     let err = ClientError::partition(p.error, &name, p.partition, None);
+                    if is_leader_error(&err) {
+                        debug!(topic = %name, partition = p.partition, node, error = %err, "the leader refused a fetch; looking it up again");
+                        self.cluster.leader_failed(&name, p.partition, node);
+                        *forgot = true;
+                        continue;
+                    }
                     if err.is_retriable() {
                         debug!(topic = %name, partition = p.partition, error = %err, "fetch error; will retry");
                         continue;
@@ -421,7 +634,7 @@ impl Consumer {
                     }
                     continue;
                 }
-                count += checked.records;
+                *count += checked.records;
                 moves.push((index, checked.next_offset));
                 parts.push(PartitionRecords {
                     topic: Arc::clone(&name),
@@ -432,12 +645,7 @@ impl Consumer {
                 });
             }
         }
-        for (index, next) in moves {
-            if let Some(a) = self.assigned.get_mut(index) {
-                a.position = Some(a.position.map_or(next, |p| p.max(next)));
-            }
-        }
-        Ok(Records { parts, count })
+        Ok(())
     }
 }
 

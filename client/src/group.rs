@@ -54,7 +54,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::admin::{partition_offset, OffsetSpec};
+use crate::admin::OffsetSpec;
 use crate::connection::{BrokerLink, ConnectionConfig, REQUEST_TIMEOUT_DEFAULT};
 use crate::consumer::{
     Consumer, ConsumerConfig, Records, SeekTo, FETCH_MAX_BYTES_DEFAULT, FETCH_MAX_WAIT_DEFAULT,
@@ -183,6 +183,7 @@ impl GroupConsumerConfig {
             partition_max_bytes: self.partition_max_bytes,
             request_timeout: self.request_timeout,
             client_id: self.client_id.clone(),
+            ..ConsumerConfig::new(self.bootstrap.clone())
         }
     }
 }
@@ -684,7 +685,8 @@ impl GroupConsumer {
                 })
             }
         };
-        partition_offset(&self.control, topic, partition, spec).await
+        // Asked of the partition's leader, through the consumer's cache.
+        self.consumer.lookup(topic, partition, spec).await
     }
 }
 

@@ -1,17 +1,22 @@
 //! Rill client library: admin, producer, consumer and group consumer over
 //! Rill's wire protocol.
 //!
-//! The client speaks to one broker at a time: the bootstrap string names
-//! one broker or a comma-separated list (Kafka's `bootstrap.servers`), and
-//! every request goes to the first of them that answers. All encoding is
-//! `rill-protocol`'s; this crate owns connections, batching, partitioning,
-//! retries and read positions.
+//! The bootstrap string names one broker or a comma-separated list
+//! (Kafka's `bootstrap.servers`); the client asks the first of them that
+//! answers for the cluster's metadata, and from then on sends each
+//! partition's Produce, Fetch and ListOffsets to that partition's leader
+//! (see `cluster`), following leaders as they move. All encoding is
+//! `rill-protocol`'s; this crate owns connections, leader routing,
+//! batching, partitioning, retries and read positions.
 //!
 //! # Layout
 //! - [`error`]: [`ClientError`], one `Clone` error with the broker's code
 //!   and `is_retriable()`.
 //! - [`connection`]: one pipelined TCP connection (writer and reader tasks,
 //!   correlation ids, in-order responses, timeouts, version handshake).
+//! - `cluster` (internal): the metadata cache (node addresses, partition
+//!   leaders and epochs) and one reconnecting link per broker node;
+//!   refreshes paced with backoff after leader errors.
 //! - [`admin`]: create, delete, list and describe topics; list offsets;
 //!   list, describe, reset and delete consumer groups.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner.
@@ -24,6 +29,7 @@
 //!   [`Consumer`].
 
 pub mod admin;
+mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;

@@ -59,6 +59,26 @@
 //! lost answer can write a batch twice, and with several requests in flight
 //! a resent batch can land after a later one: delivery is at least once.
 //!
+//! # Leaders
+//! A partition's batches go to its leader, as the client's metadata cache
+//! (`cluster`) names it, on that node's connection; a request carries
+//! batches of partitions with the same leader. When a batch fails with
+//! `NotLeaderOrFollower`, `LeaderNotAvailable`, `FencedLeaderEpoch`,
+//! `NotEnoughReplicas`, `RequestTimedOut`, `UnknownTopicOrPartition` or a
+//! broken connection, the producer asks for a metadata refresh (paced:
+//! `retry_backoff` growing to `retry_backoff_max`) and the batch takes the
+//! ordinary resend path above: same producer id, epoch and sequence, same
+//! order, after the partition's other requests are answered. The first
+//! four codes also make it forget the leader, so the resend waits for the
+//! refresh and goes to the new leader; after a broken connection or a
+//! timeout the resend goes wherever the cache says by then. A partition
+//! never has requests in flight to two nodes: after a leader change its
+//! next batches wait until those in flight to the old leader are answered,
+//! so the new leader sees its sequences in order (and deduplicates what the
+//! old one already wrote, if replicated). Nothing is renumbered because a
+//! leader moved: a leader error is retriable, and a batch whose outcome is
+//! unknown keeps its sequence.
+//!
 //! # Metadata
 //! The partition count of a topic is fetched on first use and cached; an
 //! `UnknownTopicOrPartition` answer marks it stale so the next send refetches
@@ -76,17 +96,17 @@ use bytes::{Bytes, BytesMut};
 use rill_protocol::batch::{sequence_add, stamp_producer};
 use rill_protocol::limits::BATCH_BYTES_MAX;
 use rill_protocol::wire::{
-    self, ErrorCode, InitProducerIdRequest, MetadataRequest, ProducePartitionResponse,
-    ProduceResponse, SharedProducePartition, SharedProduceRequest, SharedProduceTopic,
-    NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
+    self, ErrorCode, InitProducerIdRequest, ProducePartitionResponse, ProduceResponse,
+    SharedProducePartition, SharedProduceRequest, SharedProduceTopic, NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
 };
 use rill_protocol::{BatchBuilder, Compression};
 use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::admin::describe_from_metadata;
-use crate::connection::{BrokerLink, ConnectionConfig, ResponseFuture, REQUEST_TIMEOUT_DEFAULT};
+use crate::cluster::{is_leader_error, is_not_leader, Cluster, LinkKind, Reason};
+use crate::connection::{ConnectionConfig, ResponseFuture, REQUEST_TIMEOUT_DEFAULT};
 use crate::error::{ClientError, Result};
 use crate::partitioner::partition_for_key;
 
@@ -339,6 +359,9 @@ pub struct ProducerStats {
     pub duplicates_suppressed: u64,
     /// Epoch bumps (InitProducerId) to close a gap in the sequences.
     pub epoch_bumps: u64,
+    /// Metadata answers received: the first lookup of each topic, and
+    /// refreshes after a leader refused a batch or could not be reached.
+    pub metadata_refreshes: u64,
     /// Batches acknowledged.
     pub batches_acked: u64,
     /// Batches failed for good.
@@ -371,6 +394,7 @@ impl Counters {
             most_resent_at_once: get(&self.most_resent_at_once),
             duplicates_suppressed: get(&self.duplicates_suppressed),
             epoch_bumps: get(&self.epoch_bumps),
+            metadata_refreshes: 0,
             batches_acked: get(&self.batches_acked),
             batches_failed: get(&self.batches_failed),
         }
@@ -475,6 +499,11 @@ struct PartitionQueue {
     /// The sequences have a gap (module docs): the unacknowledged batches
     /// are renumbered under a newer epoch before anything is resent.
     resequence: bool,
+    /// The broker node this partition's batches in flight went to (its
+    /// leader then). New batches and resends go to the current leader only
+    /// once none is in flight to another node, so one partition's requests
+    /// are never split over two connections.
+    node: Option<i32>,
 }
 
 impl PartitionQueue {
@@ -552,7 +581,8 @@ struct State {
 struct Inner {
     config: ProducerConfig,
     idempotent: bool,
-    link: BrokerLink,
+    /// Where each partition's leader is, and the links to the nodes.
+    cluster: Arc<Cluster>,
     buffer: Arc<Semaphore>,
     state: Mutex<State>,
     /// Held while answering waiters, so the waiters of one partition are
@@ -602,7 +632,13 @@ impl Producer {
             request_timeout: config.request_timeout,
             ..ConnectionConfig::default()
         };
-        let link = BrokerLink::connect(&config.bootstrap, conn).await?;
+        let cluster = Cluster::connect(
+            &config.bootstrap,
+            conn,
+            config.retry_backoff,
+            config.retry_backoff_max,
+        )
+        .await?;
         if config.enable_idempotence && config.acks == Acks::None {
             info!("idempotence is off with acks=none: the broker sends no answers to deduplicate retries by");
         }
@@ -611,7 +647,7 @@ impl Producer {
             buffer: Arc::new(Semaphore::new(config.buffer_bytes_max)),
             idempotent,
             config,
-            link,
+            cluster,
             state: Mutex::new(State::default()),
             delivering: Mutex::new(()),
             wake: Notify::new(),
@@ -782,14 +818,17 @@ impl Producer {
         if let Some(handle) = self.sender.lock().await.take() {
             let _ = handle.await;
         }
-        self.inner.link.close().await;
+        self.inner.cluster.close().await;
         flushed
     }
 
     /// What this producer has done so far: sends, resends, duplicates the
     /// broker suppressed, epoch bumps.
     pub fn stats(&self) -> ProducerStats {
-        self.inner.counters.snapshot()
+        ProducerStats {
+            metadata_refreshes: self.inner.cluster.refreshes(),
+            ..self.inner.counters.snapshot()
+        }
     }
 
     /// The producer id and epoch batches are stamped with now; `None`
@@ -816,6 +855,8 @@ struct Sending {
     partition: u32,
     id: u64,
     bytes: Bytes,
+    /// The partition's leader when the batch was taken.
+    node: i32,
 }
 
 /// A batch taken by the sender: its bytes, or the builder to finish them
@@ -825,6 +866,8 @@ struct Taken {
     partition: u32,
     id: u64,
     work: TakenWork,
+    /// The broker node it goes to: its partition's leader.
+    node: i32,
 }
 
 enum TakenWork {
@@ -868,8 +911,8 @@ impl Inner {
         loop {
             let result = async {
                 let response = self
-                    .link
-                    .get()
+                    .cluster
+                    .any()
                     .await?
                     .init_producer_id(InitProducerIdRequest {
                         producer_id,
@@ -951,17 +994,12 @@ impl Inner {
     }
 
     async fn fetch_partition_count(&self, topic: &str) -> Result<u32> {
-        let resp = self
-            .link
-            .get()
-            .await?
-            .metadata(MetadataRequest {
-                topics: Some(vec![topic.to_owned()]),
-            })
+        self.cluster
+            .refresh(&[topic], &Reason::first_use(topic))
             .await?;
-        let described = describe_from_metadata(resp, topic)?;
-        u32::try_from(described.partitions.len())
-            .map_err(|_| ClientError::UnknownTopic(topic.to_owned()))
+        self.cluster
+            .partition_count(topic)
+            .unwrap_or_else(|| Err(ClientError::UnknownTopic(topic.to_owned())))
     }
 
     #[expect(
@@ -1094,7 +1132,8 @@ impl Inner {
         let fatal = state.fatal.clone();
         let flush_below = state.flush_below;
         let closed = state.closed;
-        for queue in state.queues.values_mut() {
+        let mut leaderless = Vec::new();
+        for ((topic, partition), queue) in state.queues.iter_mut() {
             if let Some(fatal) = &fatal {
                 fail_unsent(queue, fatal, deliveries);
                 continue;
@@ -1128,6 +1167,26 @@ impl Inner {
                     (None, _) => queue.resequence = false,
                 }
             }
+            // Routing: everything goes to the partition's leader. Without a
+            // known one the partition waits for the background refresh,
+            // which wakes the sender.
+            let pending = queue.waiting() > 0 || !queue.ready.is_empty() || queue.open.is_some();
+            if !pending {
+                continue;
+            }
+            let node = match self.cluster.leader(topic, *partition) {
+                Some(leader) => leader.node,
+                None => {
+                    leaderless.push((Arc::clone(topic), *partition));
+                    continue;
+                }
+            };
+            if in_flight > 0 && queue.node != Some(node) {
+                // The leader moved under requests still in flight to the
+                // old one: their answers come first.
+                continue;
+            }
+            queue.node = Some(node);
             if queue.waiting() > 0 {
                 // Resend round: only once nothing of this partition is in
                 // flight, so the resent batches keep their order.
@@ -1155,6 +1214,7 @@ impl Inner {
                         partition: batch.partition,
                         id: batch.id,
                         work: TakenWork::Built(bytes.clone()),
+                        node,
                     });
                 }
                 if resent > 0 {
@@ -1235,6 +1295,7 @@ impl Inner {
                     partition: batch.partition,
                     id: batch.id,
                     work,
+                    node,
                 });
                 queue.unacked.push_back(batch);
             }
@@ -1250,6 +1311,13 @@ impl Inner {
         }
         if bump.is_some() {
             state.bumping = true;
+        }
+        for (topic, partition) in leaderless {
+            self.cluster.want_leader(
+                &topic,
+                partition,
+                "a partition with records to send has no known leader",
+            );
         }
         let finished = state.closed && state.outstanding.is_empty();
         Plan {
@@ -1296,6 +1364,7 @@ impl Inner {
     fn settle(
         &self,
         sent: &[(Arc<str>, u32, u64)],
+        node: i32,
         result: &Result<Option<ProduceResponse>>,
     ) -> Vec<Delivery> {
         let now = Instant::now();
@@ -1346,6 +1415,21 @@ impl Inner {
                 Ok(None) => batch.flight = Flight::Done(Ok(None)),
                 Err(e) => {
                     let code = e.code();
+                    if is_leader_error(&e) {
+                        // The leader may have moved: ask where it is now.
+                        // A node that says it is not the leader is
+                        // forgotten, so the resend waits for the answer;
+                        // after a broken connection or a timeout the
+                        // resend goes wherever the cache says by then.
+                        if is_not_leader(&e) {
+                            self.cluster.leader_failed(topic, *partition, node);
+                        }
+                        self.cluster.want_leader(
+                            topic,
+                            *partition,
+                            &format!("produce to {topic}-{partition} at node {node} failed: {e}"),
+                        );
+                    }
                     if code == Some(ErrorCode::UnknownTopicOrPartition) {
                         if let Some(meta) = state.topics.get_mut(topic) {
                             meta.stale = true;
@@ -1664,6 +1748,9 @@ fn renumber(queue: &mut PartitionQueue, owner: SequenceOwner) {
 }
 
 async fn run_sender(inner: Arc<Inner>) {
+    // Bumped after every metadata refresh: a partition waiting for its
+    // leader may send now.
+    let mut metadata = inner.cluster.subscribe();
     loop {
         let mut plan = None;
         inner.with_delivery(|deliveries| plan = Some(inner.plan(Instant::now(), deliveries)));
@@ -1680,14 +1767,16 @@ async fn run_sender(inner: Arc<Inner>) {
             debug!("producer sender stopped");
             return;
         }
-        match plan.deadline {
-            Some(at) => {
-                tokio::select! {
-                    _ = inner.wake.notified() => {}
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                }
+        let sleep = async {
+            match plan.deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
             }
-            None => inner.wake.notified().await,
+        };
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            Ok(()) = metadata.changed() => {}
+            _ = sleep => {}
         }
     }
 }
@@ -1739,6 +1828,7 @@ async fn send_taken(inner: &Arc<Inner>, taken: Vec<Taken>) {
                 partition: t.partition,
                 id: t.id,
                 bytes,
+                node: t.node,
             }),
             TakenWork::Build(builder) => match builder.finish() {
                 Ok(bytes) => {
@@ -1748,6 +1838,7 @@ async fn send_taken(inner: &Arc<Inner>, taken: Vec<Taken>) {
                         partition: t.partition,
                         id: t.id,
                         bytes,
+                        node: t.node,
                     });
                 }
                 Err(e) => built.push((t.topic, t.partition, t.id, Err(e.into()))),
@@ -1757,15 +1848,30 @@ async fn send_taken(inner: &Arc<Inner>, taken: Vec<Taken>) {
     if !built.is_empty() {
         inner.with_delivery(|d| inner.store_built(built, d));
     }
-    if sends.is_empty() {
-        return;
+    // Each node's batches in taken order (so each partition's in order),
+    // on that node's connection.
+    let mut by_node: Vec<(i32, Vec<Sending>)> = Vec::new();
+    for send in sends {
+        match by_node.iter_mut().find(|(node, _)| *node == send.node) {
+            Some((_, list)) => list.push(send),
+            None => by_node.push((send.node, vec![send])),
+        }
     }
+    for (node, sends) in by_node {
+        send_to_node(inner, node, sends).await;
+    }
+}
+
+/// Queues `sends` (all led by `node`) on `node`'s connection, one waiting
+/// task per request.
+async fn send_to_node(inner: &Arc<Inner>, node: i32, sends: Vec<Sending>) {
     let groups = group_requests(sends);
-    let conn = match inner.link.get().await {
+    let conn = match inner.cluster.connection(node, LinkKind::Main).await {
         Ok(conn) => conn,
         Err(e) => {
+            debug!(node, error = %e, "cannot reach the partition leader");
             for group in &groups {
-                fail_group(inner, group, e.clone());
+                fail_group(inner, group, node, e.clone());
             }
             return;
         }
@@ -1773,7 +1879,7 @@ async fn send_taken(inner: &Arc<Inner>, taken: Vec<Taken>) {
     let mut failed: Option<ClientError> = None;
     for group in groups {
         if let Some(e) = &failed {
-            fail_group(inner, &group, e.clone());
+            fail_group(inner, &group, node, e.clone());
             continue;
         }
         let request = shared_request(&inner.config, &group);
@@ -1797,14 +1903,14 @@ async fn send_taken(inner: &Arc<Inner>, taken: Vec<Taken>) {
                 let inner = Arc::clone(inner);
                 tokio::spawn(async move {
                     let result = response.await;
-                    inner.with_delivery(|d| d.extend(inner.settle(&sent, &result)));
+                    inner.with_delivery(|d| d.extend(inner.settle(&sent, node, &result)));
                     // The answer may have freed the partition or set a
                     // resend time, with nothing delivered.
                     inner.wake.notify_one();
                 });
             }
             Err(e) => {
-                fail_group(inner, &group, e.clone());
+                fail_group(inner, &group, node, e.clone());
                 failed = Some(e);
             }
         }
@@ -1826,13 +1932,13 @@ fn mark_sent(inner: &Inner, sent: &[(Arc<str>, u32, u64)], at: Instant) {
 
 /// A request that never reached the connection: its batches failed as
 /// the connection did.
-fn fail_group(inner: &Arc<Inner>, group: &[Sending], error: ClientError) {
+fn fail_group(inner: &Arc<Inner>, group: &[Sending], node: i32, error: ClientError) {
     let sent: Vec<(Arc<str>, u32, u64)> = group
         .iter()
         .map(|s| (Arc::clone(&s.topic), s.partition, s.id))
         .collect();
     let result = Err(error);
-    inner.with_delivery(|d| d.extend(inner.settle(&sent, &result)));
+    inner.with_delivery(|d| d.extend(inner.settle(&sent, node, &result)));
 }
 
 /// Splits batches into Produce requests in order: at most one batch per

@@ -28,7 +28,10 @@ use crate::common::{consume, consumer_config, create_topic, start_broker, Owned}
 
 /// Connections the proxy cuts before it lets the rest through.
 const CUTS: u64 = 25;
-const RECORDS: u64 = 4_000;
+/// Enough requests that the proxy finds all its cuts: each cut also makes
+/// the producer refresh its metadata on the new connection, and that
+/// answer uses up some of the connection's chances to be cut.
+const RECORDS: u64 = 10_000;
 /// Small batches, so many requests are in flight when a cut comes.
 const BATCH_BYTES: usize = 4 * 1024;
 const FRAME_PREFIX: usize = 4;
@@ -50,8 +53,10 @@ impl Drop for CuttingProxy {
 }
 
 impl CuttingProxy {
-    async fn start(upstream: SocketAddr, cuts_max: u64) -> CuttingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    /// Relays what `listener` accepts to `upstream`. The broker advertises
+    /// the proxy's address, so the client's leader connections, not only
+    /// its bootstrap one, go through it.
+    async fn start(listener: TcpListener, upstream: SocketAddr, cuts_max: u64) -> CuttingProxy {
         let addr = listener.local_addr().expect("proxy address");
         let cuts = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&cuts);
@@ -195,10 +200,19 @@ fn id_of(r: &Owned) -> u64 {
 /// offset it really has.
 async fn resends_through_cuts(partitions: u32, acks: Acks) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start_broker(dir.path()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let broker = Broker::start(BrokerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_path_buf(),
+        advertised_addr: Some(listener.local_addr().expect("proxy address").to_string()),
+        ..BrokerConfig::default()
+    })
+    .await
+    .expect("broker");
     let direct = broker.local_addr().to_string();
     create_topic(&direct, "cut", partitions).await;
-    let proxy = CuttingProxy::start(broker.local_addr(), CUTS).await;
+    let proxy = CuttingProxy::start(listener, broker.local_addr(), CUTS).await;
     let producer = Producer::new(ProducerConfig {
         acks,
         batch_size: BATCH_BYTES,

@@ -23,6 +23,7 @@ mod group_no_overlap;
 mod group_rebalance;
 mod group_restart;
 mod idempotence;
+mod leader_routing;
 mod long_poll;
 mod partitioning;
 mod produce_consume;
