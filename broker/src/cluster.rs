@@ -617,7 +617,7 @@ impl Cluster {
                         replicas,
                     )
                     .await?;
-                Partition::replicated(Arc::clone(&topic), p, log, replica)
+                Partition::replicated(Arc::clone(&topic), p, log, replica, replicas.clone())
             };
             partitions.push(Arc::new(partition));
         }

@@ -59,6 +59,22 @@ pub const PRODUCER_IDS: &str = "rill_producer_ids";
 pub const PRODUCER_ID_EVICTIONS_TOTAL: &str = "rill_producer_id_evictions_total";
 /// Producer ids a partition forgot after `producer_id_expiration_ms` idle.
 pub const PRODUCER_ID_EXPIRATIONS_TOTAL: &str = "rill_producer_id_expirations_total";
+/// 1 where this broker leads a replicated partition, 0 where it follows;
+/// by topic and partition.
+pub const PARTITION_LEADER: &str = "rill_partition_leader";
+/// The Raft term (leader epoch) of each replicated partition this broker
+/// hosts: its increases are elections.
+pub const PARTITION_LEADER_EPOCH: &str = "rill_partition_leader_epoch";
+/// Replicated partitions this broker leads with fewer replicas in sync
+/// than it has.
+pub const UNDER_REPLICATED_PARTITIONS: &str = "rill_under_replicated_partitions";
+/// Entries a follower's log lags behind its leader's, by topic, partition
+/// and replica (reported by the leader).
+pub const REPLICATION_LAG_ENTRIES: &str = "rill_replication_lag_entries";
+/// Leaderships handed back to a partition's preferred replica.
+pub const PREFERRED_LEADER_TRANSFERS_TOTAL: &str = "rill_preferred_leader_transfers_total";
+/// Time from a replicated append to its commit (acks=all).
+pub const COMMIT_DURATION_SECONDS: &str = "rill_commit_duration_seconds";
 
 /// Every name above, for the test that pins them.
 pub const ALL: &[&str] = &[
@@ -87,6 +103,12 @@ pub const ALL: &[&str] = &[
     PRODUCER_IDS,
     PRODUCER_ID_EVICTIONS_TOTAL,
     PRODUCER_ID_EXPIRATIONS_TOTAL,
+    PARTITION_LEADER,
+    PARTITION_LEADER_EPOCH,
+    UNDER_REPLICATED_PARTITIONS,
+    REPLICATION_LAG_ENTRIES,
+    PREFERRED_LEADER_TRANSFERS_TOTAL,
+    COMMIT_DURATION_SECONDS,
 ];
 
 /// Histogram buckets for request and fsync latencies: 50 µs .. 10 s.
@@ -194,6 +216,31 @@ fn describe() {
     describe_counter!(
         PRODUCE_DUPLICATE_BATCHES_TOTAL,
         "Idempotent batches received again that were already in the log (answered with their original offsets, not written twice), by topic"
+    );
+    describe_gauge!(
+        PARTITION_LEADER,
+        "1 where this broker leads a replicated partition, 0 where it follows (sampled every second)"
+    );
+    describe_gauge!(
+        PARTITION_LEADER_EPOCH,
+        "Raft term (leader epoch) of each replicated partition hosted here; increases are elections"
+    );
+    describe_gauge!(
+        UNDER_REPLICATED_PARTITIONS,
+        "Replicated partitions led here with fewer replicas in sync than replicas"
+    );
+    describe_gauge!(
+        REPLICATION_LAG_ENTRIES,
+        "Entries a follower lags behind its leader, by topic, partition and replica (on the leader)"
+    );
+    describe_counter!(
+        PREFERRED_LEADER_TRANSFERS_TOTAL,
+        "Leaderships handed back to a partition's preferred (first) replica"
+    );
+    describe_histogram!(
+        COMMIT_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from a replicated append at the leader to its commit on a majority (acks=all)"
     );
     describe_gauge!(
         PRODUCER_IDS,

@@ -102,6 +102,9 @@ struct Replication {
     replica: PartitionReplica,
     /// Held from a batch's producer check until it is in the leader's log.
     order: Arc<tokio::sync::Mutex<()>>,
+    /// The replicas in the controller's order: the first is the preferred
+    /// leader.
+    replicas: Vec<u64>,
 }
 
 /// One partition of a topic, hosted by this broker.
@@ -130,6 +133,7 @@ impl Partition {
         id: u32,
         log: Arc<PartitionLog>,
         replica: PartitionReplica,
+        replicas: Vec<u64>,
     ) -> Partition {
         Partition {
             topic,
@@ -138,7 +142,60 @@ impl Partition {
             replication: Some(Replication {
                 replica,
                 order: Arc::default(),
+                replicas,
             }),
+        }
+    }
+
+    /// Publishes this replica's replication gauges; answers whether it
+    /// leads a partition with replicas out of sync.
+    pub(crate) fn publish_replication_metrics(&self) -> bool {
+        let Some(status) = self.replica_status() else {
+            return false;
+        };
+        let (topic, partition) = (self.topic.to_string(), self.id.to_string());
+        ::metrics::gauge!(metrics::PARTITION_LEADER, "topic" => topic.clone(), "partition" => partition.clone())
+            .set(if status.is_leader { 1.0 } else { 0.0 });
+        // Precision loss above 2^53 is irrelevant for a gauge.
+        ::metrics::gauge!(metrics::PARTITION_LEADER_EPOCH, "topic" => topic.clone(), "partition" => partition.clone())
+            .set(status.term as f64);
+        if !status.is_leader {
+            return false;
+        }
+        let last = status.last_log_index.unwrap_or(0);
+        for (replica, matched) in &status.matched {
+            if *replica == status.node {
+                continue;
+            }
+            let lag = last.saturating_sub(matched.unwrap_or(0));
+            ::metrics::gauge!(metrics::REPLICATION_LAG_ENTRIES, "topic" => topic.clone(), "partition" => partition.clone(), "replica" => replica.to_string())
+                .set(lag as f64);
+        }
+        status.in_sync.len() < status.replicas.len()
+    }
+
+    /// Hands leadership back to the preferred leader (the first replica)
+    /// when this broker leads in its place and the preferred one is in
+    /// sync and holds everything this leader's log holds (Kafka's
+    /// preferred leader election, `auto.leader.rebalance.enable`), so
+    /// leadership spreads again after a broker returns.
+    pub(crate) async fn prefer_leader(&self) {
+        let Some(r) = &self.replication else { return };
+        let Some(&preferred) = r.replicas.first() else {
+            return;
+        };
+        let status = r.replica.status();
+        if !status.is_leader || status.node == preferred || !status.in_sync.contains(&preferred) {
+            return;
+        }
+        let caught_up = status.matched.get(&preferred).copied().flatten() == status.last_log_index;
+        if !caught_up {
+            return;
+        }
+        tracing::info!(topic = %self.topic, partition = self.id, to = preferred, "handing leadership back to the preferred replica");
+        ::metrics::counter!(metrics::PREFERRED_LEADER_TRANSFERS_TOTAL).increment(1);
+        if let Err(e) = r.replica.transfer_leader(preferred).await {
+            tracing::debug!(topic = %self.topic, partition = self.id, error = %e, "leader transfer not started");
         }
     }
 
@@ -361,7 +418,13 @@ async fn append_replicated(
     };
     let base = match ack {
         AckLevel::Leader => base,
-        AckLevel::All => commit.await?,
+        AckLevel::All => {
+            let appended = Instant::now();
+            let base = commit.await?;
+            ::metrics::histogram!(metrics::COMMIT_DURATION_SECONDS)
+                .record(appended.elapsed().as_secs_f64());
+            base
+        }
     };
     Ok(AppendInfo {
         base_offset: base,

@@ -40,6 +40,11 @@ pub const GROUP_TICK_INTERVAL: Duration = Duration::from_millis(250);
 /// Directory (under `data_dir`) of the committed offsets log. Not a valid
 /// partition directory name (`<topic>-<n>`), so no topic can collide.
 pub const CONSUMER_OFFSETS_DIR: &str = "__consumer_offsets";
+/// Maintenance passes (about a second each) between checks that each
+/// replicated partition is led by its preferred replica when that one is in
+/// sync (Kafka checks every 300 s; a returning broker here takes its
+/// leaderships back within about ten).
+const PREFERRED_LEADER_CHECK_TICKS: u64 = 10;
 /// Pause after a failed accept (typically EMFILE) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -387,6 +392,7 @@ async fn maintain(shared: Arc<Shared>) {
     let mut group_tick = tokio::time::interval(GROUP_TICK_INTERVAL);
     group_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = shared.shutdown.clone();
+    let mut passes = 0u64;
     loop {
         let enforce = tokio::select! {
             _ = group_tick.tick() => {
@@ -398,6 +404,18 @@ async fn maintain(shared: Arc<Shared>) {
             _ = stopped(&mut shutdown) => return,
         };
         shared.groups.publish_lag_metrics(&*shared.registry);
+        passes = passes.wrapping_add(1);
+        if shared.cluster.is_some() {
+            let partitions = shared.registry.all_partitions();
+            let mut under = 0u32;
+            for p in &partitions {
+                under += u32::from(p.publish_replication_metrics());
+                if passes.is_multiple_of(PREFERRED_LEADER_CHECK_TICKS) {
+                    p.prefer_leader().await;
+                }
+            }
+            ::metrics::gauge!(metrics::UNDER_REPLICATED_PARTITIONS).set(f64::from(under));
+        }
         let registry = shared.registry.clone();
         let pass = tokio::task::spawn_blocking(move || {
             let now = now_ms();

@@ -76,10 +76,33 @@ impl OffsetSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
     pub partition: u32,
-    /// Node id of the partition's leader.
+    /// Node id of the partition's leader (-1: none right now).
     pub leader: i32,
+    /// The leader's epoch (its Raft term; 0 on a single replica).
+    pub leader_epoch: u32,
+    /// Node ids of the replicas, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The replicas in sync with the leader, as the leader reports them.
+    pub isr: Vec<i32>,
     pub log_start_offset: u64,
+    /// The high watermark: the end of what consumers can read.
     pub log_end_offset: u64,
+}
+
+impl PartitionInfo {
+    /// Fewer replicas in sync than the partition has.
+    pub fn under_replicated(&self) -> bool {
+        self.isr.len() < self.replicas.len()
+    }
+}
+
+/// The cluster as one broker's metadata shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// `(node id, host:port)` of every broker, by node id.
+    pub brokers: Vec<(i32, String)>,
+    /// Node id of the controller's leader (-1: none right now).
+    pub controller_id: i32,
 }
 
 /// A topic and its partitions, sorted by partition number.
@@ -296,7 +319,62 @@ impl Admin {
     /// The partitions of `name` with their log start and end offsets.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let resp = self.metadata(Some(vec![name.to_owned()])).await?;
-        describe_from_metadata(resp, name)
+        let mut description = describe_from_metadata(resp, name)?;
+        // In-sync replicas and the high watermark are the leader's to say:
+        // each partition's row comes from its leader where it answers.
+        let leaders: std::collections::BTreeSet<i32> = description
+            .partitions
+            .iter()
+            .map(|p| p.leader)
+            .filter(|l| *l >= 0)
+            .collect();
+        if leaders.len() > 1 || description.partitions.iter().any(|p| p.replicas.len() > 1) {
+            let _ = self
+                .cluster
+                .refresh(&[name], &Reason::failure("describe asks each leader"))
+                .await;
+            for leader in leaders {
+                let Ok(conn) = self.cluster.connection(leader, LinkKind::Main).await else {
+                    continue;
+                };
+                let Ok(resp) = conn
+                    .metadata(MetadataRequest {
+                        topics: Some(vec![name.to_owned()]),
+                    })
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(seen) = describe_from_metadata(resp, name) else {
+                    continue;
+                };
+                for theirs in seen.partitions.into_iter().filter(|p| p.leader == leader) {
+                    if let Some(ours) = description
+                        .partitions
+                        .iter_mut()
+                        .find(|p| p.partition == theirs.partition)
+                    {
+                        *ours = theirs;
+                    }
+                }
+            }
+        }
+        Ok(description)
+    }
+
+    /// The brokers and the controller, as the bootstrap broker knows them.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let resp = self.metadata(Some(Vec::new())).await?;
+        let mut brokers: Vec<(i32, String)> = resp
+            .brokers
+            .into_iter()
+            .map(|b| (b.node_id, format!("{}:{}", b.host, b.port)))
+            .collect();
+        brokers.sort();
+        Ok(ClusterDescription {
+            brokers,
+            controller_id: resp.controller_id,
+        })
     }
 
     /// Looks up one offset per partition of `topic`, each asked of the
@@ -496,12 +574,15 @@ pub(crate) fn describe_from_metadata(
     check(topic.error, name, None)?;
     let mut partitions = Vec::with_capacity(topic.partitions.len());
     for p in topic.partitions {
-        if p.error != ErrorCode::None {
+        if p.error != ErrorCode::None && p.error != ErrorCode::LeaderNotAvailable {
             return Err(ClientError::partition(p.error, name, p.partition, None));
         }
         partitions.push(PartitionInfo {
             partition: p.partition,
             leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            replicas: p.replicas,
+            isr: p.isr,
             log_start_offset: p.log_start_offset,
             log_end_offset: p.log_end_offset,
         });

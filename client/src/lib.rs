@@ -38,9 +38,9 @@ pub mod partitioner;
 pub mod producer;
 
 pub use admin::{
-    Admin, AdminConfig, GroupDescription, GroupListing, GroupMemberDescription,
+    Admin, AdminConfig, ClusterDescription, GroupDescription, GroupListing, GroupMemberDescription,
     GroupPartitionOffset, OffsetReset, OffsetSpec, PartitionInfo, PartitionOffset, ResetTo,
-    TopicDescription,
+    TopicDescription, DEFAULT_REPLICATION_FACTOR,
 };
 pub use connection::{Connection, ConnectionConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RecordBatch, Records, SeekTo};

@@ -360,6 +360,9 @@ pub struct ReplicaStatus {
     pub replicas: Vec<u64>,
     /// On a leader, how long since a quorum last acknowledged it.
     pub since_quorum_ack: Option<Duration>,
+    /// On a leader, each follower's last index known to match the
+    /// leader's log (`None`: nothing matched yet). Empty on a follower.
+    pub matched: BTreeMap<u64, Option<u64>>,
 }
 
 impl PartitionReplica {
@@ -666,6 +669,15 @@ impl PartitionReplica {
             in_sync,
             replicas,
             since_quorum_ack: m.last_quorum_acked.map(|at| at.elapsed()),
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| {
+                    r.iter()
+                        .map(|(node, id)| (*node, id.map(|id| id.index)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 

@@ -53,6 +53,16 @@ pub enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Show the cluster: brokers, the controller, under-replicated partitions.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Brokers, the controller's leader, each broker's partition leaderships
+    /// and the partitions with fewer in-sync replicas than replicas.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,7 +71,8 @@ pub enum TopicCommand {
     Create(TopicCreateArgs),
     /// List topic names.
     List,
-    /// Show a topic's partitions with their log start and end offsets.
+    /// Show a topic's partitions: leader, replicas, in-sync replicas, log
+    /// start offset and high watermark.
     Describe {
         /// Topic name.
         name: String,
@@ -108,6 +119,10 @@ pub struct TopicCreateArgs {
     /// Number of partitions.
     #[arg(long, short = 'p', default_value_t = 1)]
     pub partitions: u32,
+    /// Copies of each partition, each on its own broker [default: the
+    /// broker's default.replication.factor, at most the number of brokers].
+    #[arg(long, short = 'r', value_parser = clap::value_parser!(u16).range(1..))]
+    pub replication_factor: Option<u16>,
     #[command(flatten)]
     pub settings: TopicSettings,
 }

@@ -44,5 +44,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Consume(args) => consume::run(&cli::broker_or_default(broker), args).await,
         Command::Bench(args) => bench::run(broker, args).await,
         Command::Group(cmd) => group::run(&cli::broker_or_default(broker), cmd).await,
+        Command::Cluster(cli::ClusterCommand::Status) => {
+            topic::cluster_status(&cli::broker_or_default(broker)).await
+        }
     }
 }

@@ -25,8 +25,11 @@ pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), CliError> {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
+            let factor = args
+                .replication_factor
+                .unwrap_or(rill_client::DEFAULT_REPLICATION_FACTOR);
             admin
-                .create_topic(&args.name, args.partitions, &borrowed)
+                .create_replicated_topic(&args.name, args.partitions, factor, &borrowed)
                 .await
                 .map_err(|e| CliError::client(format!("cannot create topic {}", args.name), e))?;
             println!(
@@ -52,20 +55,27 @@ pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), CliError> {
                 .map_err(|e| CliError::client(format!("cannot describe topic {name}"), e))?;
             println!("topic {} ({} partitions)", d.name, d.partitions.len());
             println!(
-                "{:>9}  {:>6}  {:>16}  {:>16}  {:>12}",
-                "PARTITION", "LEADER", "LOG_START_OFFSET", "LOG_END_OFFSET", "RECORDS"
+                "{:>9}  {:>6}  {:>5}  {:<12}  {:<12}  {:>16}  {:>16}",
+                "PARTITION",
+                "LEADER",
+                "EPOCH",
+                "REPLICAS",
+                "ISR",
+                "LOG_START_OFFSET",
+                "HIGH_WATERMARK"
             );
             for p in &d.partitions {
                 println!(
-                    "{:>9}  {:>6}  {:>16}  {:>16}  {:>12}",
+                    "{:>9}  {:>6}  {:>5}  {:<12}  {:<12}  {:>16}  {:>16}",
                     p.partition,
                     p.leader,
+                    p.leader_epoch,
+                    node_list(&p.replicas),
+                    node_list(&p.isr),
                     p.log_start_offset,
                     p.log_end_offset,
-                    p.log_end_offset.saturating_sub(p.log_start_offset)
                 );
             }
-            println!("(partition sizes in bytes: not reported by the protocol yet)");
         }
         TopicCommand::Delete { name } => {
             admin
@@ -116,4 +126,84 @@ pub fn settings_to_configs(s: &TopicSettings) -> Vec<(String, String)> {
     );
     out.extend(s.configs.iter().cloned());
     out
+}
+
+/// Node ids as `1,2,3` (`-` for none).
+pub fn node_list(nodes: &[i32]) -> String {
+    if nodes.is_empty() {
+        return "-".into();
+    }
+    nodes
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `rill cluster status`.
+pub async fn cluster_status(broker: &str) -> Result<(), CliError> {
+    let admin = connect(broker).await?;
+    let cluster = admin
+        .describe_cluster()
+        .await
+        .map_err(|e| CliError::client("cannot describe the cluster", e))?;
+    let topics = admin
+        .list_topics()
+        .await
+        .map_err(|e| CliError::client("cannot list topics", e))?;
+    let mut leads: std::collections::BTreeMap<i32, usize> = std::collections::BTreeMap::new();
+    let mut hosts: std::collections::BTreeMap<i32, usize> = std::collections::BTreeMap::new();
+    let mut under = Vec::new();
+    for name in topics {
+        let d = admin
+            .describe_topic(&name)
+            .await
+            .map_err(|e| CliError::client(format!("cannot describe topic {name}"), e))?;
+        for p in d.partitions {
+            *leads.entry(p.leader).or_default() += 1;
+            for r in &p.replicas {
+                *hosts.entry(*r).or_default() += 1;
+            }
+            if p.under_replicated() || p.leader < 0 {
+                under.push((name.clone(), p));
+            }
+        }
+    }
+    println!(
+        "controller: {}",
+        if cluster.controller_id < 0 {
+            "none (election under way)".to_owned()
+        } else {
+            format!("node {}", cluster.controller_id)
+        }
+    );
+    println!(
+        "{:>7}  {:<24}  {:>8}  {:>7}",
+        "NODE", "ADDRESS", "REPLICAS", "LEADS"
+    );
+    for (id, addr) in &cluster.brokers {
+        println!(
+            "{:>7}  {:<24}  {:>8}  {:>7}",
+            id,
+            addr,
+            hosts.get(id).copied().unwrap_or(0),
+            leads.get(id).copied().unwrap_or(0)
+        );
+    }
+    if under.is_empty() {
+        println!("under-replicated partitions: none");
+    } else {
+        println!("under-replicated partitions: {}", under.len());
+        for (name, p) in under {
+            println!(
+                "  {}-{}  leader {}  replicas {}  isr {}",
+                name,
+                p.partition,
+                p.leader,
+                node_list(&p.replicas),
+                node_list(&p.isr)
+            );
+        }
+    }
+    Ok(())
 }
