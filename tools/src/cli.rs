@@ -320,6 +320,15 @@ pub struct BenchArgs {
     /// for a running broker, start it with `rill-broker --io-direct`.
     #[arg(long)]
     pub io_direct: bool,
+    /// Brokers of the embedded cluster (in this process, each with its own
+    /// data directory and listeners): 1 is a lone broker, 3 shows
+    /// replication [default: 1].
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub embedded_brokers: u16,
+    /// Replicas of each partition of a fresh bench topic [default: the
+    /// broker's default, at most the number of brokers].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub replication_factor: Option<u16>,
     /// Produce this many records in total.
     #[arg(long, conflicts_with = "duration")]
     pub messages: Option<u64>,

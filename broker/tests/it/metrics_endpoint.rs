@@ -34,6 +34,12 @@ fn metric_names_are_stable() {
         "rill_producer_ids",
         "rill_producer_id_evictions_total",
         "rill_producer_id_expirations_total",
+        "rill_partition_leader",
+        "rill_partition_leader_epoch",
+        "rill_under_replicated_partitions",
+        "rill_replication_lag_entries",
+        "rill_preferred_leader_transfers_total",
+        "rill_commit_duration_seconds",
     ];
     assert_eq!(rill_broker::metrics::ALL, &expected[..]);
 }

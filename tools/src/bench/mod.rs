@@ -93,6 +93,11 @@ pub struct Settings {
     pub broker: String,
     /// The embedded broker writes with `O_DIRECT`.
     pub io_direct: bool,
+    /// Brokers of the embedded cluster (1: a lone broker).
+    pub embedded_brokers: u16,
+    /// Replicas of each partition of a fresh topic (`None`: the broker's
+    /// default).
+    pub replication_factor: Option<u16>,
     pub topic: Option<String>,
     pub producers: usize,
     pub consumers: usize,
@@ -204,10 +209,24 @@ impl Settings {
                     .to_owned(),
             );
         }
+        if a.embedded_brokers > 1 && broker.is_some() {
+            return usage(
+                "--embedded-brokers starts an embedded cluster; with --broker, give every broker of the running cluster instead"
+                    .to_owned(),
+            );
+        }
         Ok(Settings {
             scenario,
-            broker: broker.map_or_else(|| EMBEDDED.to_owned(), str::to_owned),
+            broker: broker.map_or_else(
+                || match a.embedded_brokers {
+                    1 => EMBEDDED.to_owned(),
+                    n => format!("{EMBEDDED} cluster of {n}"),
+                },
+                str::to_owned,
+            ),
             io_direct: a.io_direct,
+            embedded_brokers: a.embedded_brokers,
+            replication_factor: a.replication_factor,
             topic: a.topic.clone(),
             producers: a.producers,
             consumers: a.consumers,
@@ -250,20 +269,25 @@ impl Settings {
     }
 }
 
-/// A broker run in this process for the bench, and the directory it owns.
+/// The brokers run in this process for the bench, and the directory they
+/// own (one broker, or a cluster with `--embedded-brokers`).
 struct Embedded {
-    handle: BrokerHandle,
+    handles: Vec<BrokerHandle>,
     _dir: tempfile::TempDir,
 }
 
+/// How long an embedded cluster may take to elect its controller and
+/// register every broker.
+const EMBEDDED_CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Embedded {
-    async fn start(io_direct: bool) -> Result<Embedded, CliError> {
+    async fn start(io_direct: bool, brokers: u16) -> Result<Embedded, CliError> {
         let dir = tempfile::Builder::new()
             .prefix("rill-bench-")
             .tempdir()
             .map_err(|e| CliError::io("cannot create the embedded broker's data directory", e))?;
         let loopback_any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let config = BrokerConfig {
+        let base = BrokerConfig {
             listen: loopback_any_port,
             metrics_addr: loopback_any_port,
             data_dir: dir.path().to_path_buf(),
@@ -271,10 +295,78 @@ impl Embedded {
             io_direct,
             ..BrokerConfig::default()
         };
-        let handle = Broker::start(config)
-            .await
-            .map_err(|source| CliError::EmbeddedBroker { source })?;
-        Ok(Embedded { handle, _dir: dir })
+        let mut configs = vec![base.clone()];
+        if brokers > 1 {
+            // Each broker's peer and client listeners on ports free now.
+            let free = || -> Result<std::net::SocketAddr, CliError> {
+                std::net::TcpListener::bind(loopback_any_port)
+                    .and_then(|l| l.local_addr())
+                    .map_err(|e| CliError::io("cannot find a free loopback port", e))
+            };
+            let mut peers = Vec::new();
+            configs.clear();
+            for id in 1..=u32::from(brokers) {
+                peers.push(format!("{id}@{}", free()?));
+                configs.push(BrokerConfig {
+                    node_id: id,
+                    listen: free()?,
+                    data_dir: dir.path().join(format!("broker-{id}")),
+                    ..base.clone()
+                });
+            }
+            let peers = peers.join(",");
+            for c in &mut configs {
+                c.peers = Some(peers.clone());
+            }
+        }
+        let mut handles = Vec::new();
+        for config in configs {
+            handles.push(
+                Broker::start(config)
+                    .await
+                    .map_err(|source| CliError::EmbeddedBroker { source })?,
+            );
+        }
+        let embedded = Embedded { handles, _dir: dir };
+        if brokers > 1 {
+            embedded.await_registered(usize::from(brokers)).await?;
+        }
+        Ok(embedded)
+    }
+
+    /// The bootstrap list of every broker.
+    fn bootstrap(&self) -> String {
+        self.handles
+            .iter()
+            .map(|h| h.local_addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits until the controller has every broker registered (topics are
+    /// spread over registered brokers only).
+    async fn await_registered(&self, brokers: usize) -> Result<(), CliError> {
+        let admin = topic::connect(&self.bootstrap()).await?;
+        let deadline = tokio::time::Instant::now() + EMBEDDED_CLUSTER_START_TIMEOUT;
+        loop {
+            if let Ok(c) = admin.describe_cluster().await {
+                if c.brokers.len() == brokers && c.controller_id >= 0 {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CliError::Failed(format!(
+                    "the embedded cluster of {brokers} brokers did not form within {EMBEDDED_CLUSTER_START_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn shutdown(self) {
+        for handle in self.handles {
+            handle.shutdown().await;
+        }
     }
 }
 
@@ -283,11 +375,11 @@ impl Embedded {
 pub async fn run(broker: Option<String>, args: BenchArgs) -> Result<(), CliError> {
     let settings = Settings::resolve(broker.as_deref(), &args)?;
     let embedded = match &broker {
-        None => Some(Embedded::start(settings.io_direct).await?),
+        None => Some(Embedded::start(settings.io_direct, settings.embedded_brokers).await?),
         Some(_) => None,
     };
     let addr = match (&embedded, &broker) {
-        (Some(e), _) => e.handle.local_addr().to_string(),
+        (Some(e), _) => e.bootstrap(),
         (None, Some(b)) => b.clone(),
         (None, None) => crate::cli::BROKER_DEFAULT.to_owned(),
     };
@@ -299,7 +391,7 @@ pub async fn run(broker: Option<String>, args: BenchArgs) -> Result<(), CliError
     };
     if let Some(e) = embedded {
         // Also on Ctrl-C: the data directory can hold gigabytes.
-        e.handle.shutdown().await;
+        e.shutdown().await;
     }
     let report = result?;
     report::emit(&report, &settings)?;
@@ -340,7 +432,7 @@ pub async fn execute(addr: &str, settings: &Settings) -> Result<Report, CliError
     };
     // A fresh topic on a running broker is the bench's own litter; an
     // embedded broker's whole directory goes away anyway.
-    if fresh && s.broker != EMBEDDED {
+    if fresh && !s.broker.starts_with(EMBEDDED) {
         if let Err(e) = admin.delete_topic(&topic).await {
             tracing::warn!(topic, error = %e, "cannot delete the bench topic");
         }
@@ -374,13 +466,33 @@ async fn ensure_topic(admin: &Admin, s: &Settings) -> Result<(String, Vec<u32>, 
         .min(BATCH_BYTES_MAX)
         .to_string();
     admin
-        .create_topic(
+        .create_replicated_topic(
             &name,
             s.partitions,
+            s.replication_factor
+                .unwrap_or(rill_client::DEFAULT_REPLICATION_FACTOR),
             &[(topic_config::MAX_MESSAGE_BYTES, &max_message)],
         )
         .await
         .map_err(|e| CliError::client(format!("cannot create bench topic {name}"), e))?;
+    // A replicated partition elects its first leader after creation: wait
+    // for every leader so the run does not measure elections.
+    let deadline = tokio::time::Instant::now() + EMBEDDED_CLUSTER_START_TIMEOUT;
+    loop {
+        let led = admin
+            .describe_topic(&name)
+            .await
+            .is_ok_and(|d| d.partitions.iter().all(|p| p.leader >= 0));
+        if led {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Failed(format!(
+                "the partitions of {name} have no leader after {EMBEDDED_CLUSTER_START_TIMEOUT:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok((name, (0..s.partitions).collect(), s.topic.is_none()))
 }
 
