@@ -663,12 +663,17 @@ impl Cluster {
         tracing::info!(topic = name, "topic deleted");
     }
 
-    /// Stops the controller group and the inter-broker listener (the
-    /// partitions' groups are stopped as the registry closes them).
-    pub async fn shutdown(&self) {
-        self.controller.shutdown().await;
-        self.node.close_partition(&GroupId::Controller);
+    /// Stops the inter-broker listener and forgets every group, first at
+    /// shutdown, so that closing the registry finds each log unshared.
+    pub async fn stop_peers(&self) {
         self.node.shutdown().await;
+    }
+
+    /// Stops the controller group (the partitions' groups are stopped as
+    /// the registry closes them).
+    pub async fn shutdown(&self) {
+        self.node.shutdown().await;
+        self.controller.shutdown().await;
         if let Err(e) = self.controller_log.flush().await {
             tracing::warn!(error = %e, "flushing the controller log failed");
         }

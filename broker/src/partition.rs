@@ -344,7 +344,19 @@ impl Partition {
         self.log.tick(now_ms);
     }
 
+    /// Deletes what the topic's retention says is old. Not on a replicated
+    /// partition yet: its log is the Raft log, and each replica deleting on
+    /// its own clock would leave replicas with different logs and a lagging
+    /// follower without the entries it needs. Retention there is to be the
+    /// leader's decision, replicated as a new log start (not built yet).
     pub(crate) fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
+        if self.replication.is_some() {
+            return Ok(RetentionOutcome {
+                segments_deleted: 0,
+                bytes_deleted: 0,
+                log_start_offset: self.log.log_start_offset(),
+            });
+        }
         self.log.enforce_retention(now_ms)
     }
 

@@ -330,6 +330,9 @@ async fn run(
         tracing::error!(error = %e, "maintenance task failed");
     }
     let _ = metrics_task.await;
+    if let Some(cluster) = &shared.cluster {
+        cluster.stop_peers().await;
+    }
     shared.registry.close_all().await;
     if let Some(cluster) = &shared.cluster {
         cluster.shutdown().await;

@@ -338,6 +338,11 @@ impl RaftRouter {
     pub fn remove(&self, group: &GroupId) -> Option<PartitionRaft> {
         write(&self.groups).remove(group)
     }
+
+    /// Forgets every group (at shutdown, so no handle outlives its log).
+    pub fn clear(&self) {
+        write(&self.groups).clear();
+    }
 }
 
 fn answer<T: Serialize, E: std::fmt::Display>(

@@ -259,12 +259,14 @@ impl ReplicationNode {
         self.router.remove(group);
     }
 
-    /// Stops the listener. The groups' Rafts are shut down by their
+    /// Stops the listener and forgets every group (peers' requests are
+    /// refused from now on). The groups' Rafts are shut down by their
     /// replicas.
     pub async fn shutdown(&self) {
         if let Some(listener) = self.listener.lock().await.take() {
             listener.shutdown().await;
         }
+        self.router.clear();
     }
 }
 

@@ -123,6 +123,40 @@ fn io_direct_embedded_broker_serves_a_verified_produce_consume_run() {
 }
 
 #[test]
+fn an_embedded_three_broker_cluster_serves_a_verified_acks_all_run() {
+    // Three in-process brokers with --peers; the topic has three replicas,
+    // so every acknowledged record was committed on two of them, and the
+    // consumers read every one back from the leaders.
+    let out = rill(
+        &[
+            "bench",
+            "produce-consume",
+            "--embedded-brokers",
+            "3",
+            "--replication-factor",
+            "3",
+            "--acks",
+            "all",
+            "--partitions",
+            "3",
+            "--messages",
+            "20000",
+            "--message-size",
+            "200",
+            "--json",
+        ],
+        None,
+    );
+    let report = json(&out);
+    let v = &report["verification"];
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["records_consumed"], 20000);
+    assert_eq!(v["checksum_expected"], v["checksum_consumed"]);
+    assert_eq!(report["settings"]["embedded_brokers"], 3);
+    assert_eq!(report["settings"]["broker"], "embedded cluster of 3");
+}
+
+#[test]
 fn consume_scenario_against_a_running_broker_reads_existing_data() {
     let broker = TestBroker::start();
     ok(&broker.rill(&["topic", "create", "existing", "--partitions", "2"]));
