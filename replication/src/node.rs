@@ -362,6 +362,10 @@ pub struct ReplicaStatus {
     pub replicas: Vec<u64>,
     /// On a leader, how long since a quorum last acknowledged it.
     pub since_quorum_ack: Option<Duration>,
+    /// On a leader: no majority has acknowledged it for an election
+    /// timeout (it refuses writes; a partitioned-off leader looks so until
+    /// a newer term reaches it).
+    pub lease_lapsed: bool,
     /// On a leader, each follower's last index known to match the
     /// leader's log (`None`: nothing matched yet). Empty on a follower.
     pub matched: BTreeMap<u64, Option<u64>>,
@@ -671,6 +675,10 @@ impl PartitionReplica {
             in_sync,
             replicas,
             since_quorum_ack: m.last_quorum_acked.map(|at| at.elapsed()),
+            lease_lapsed: is_leader
+                && m
+                    .last_quorum_acked
+                    .is_none_or(|at| at.elapsed() > self.election_timeout),
             matched: m
                 .replication
                 .as_ref()

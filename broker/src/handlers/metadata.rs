@@ -168,6 +168,12 @@ fn handle_cluster(
                                 }
                                 Some(status) => {
                                     out.leader = status.leader.map_or(-1, node);
+                                    if status.lease_lapsed {
+                                        // Leads in name only: cut off from
+                                        // the majority, which may have
+                                        // elected another leader already.
+                                        out.leader = -1;
+                                    }
                                     out.leader_epoch =
                                         u32::try_from(status.term).unwrap_or(u32::MAX);
                                     out.isr = status.in_sync.iter().map(|r| node(*r)).collect();
