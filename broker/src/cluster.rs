@@ -269,6 +269,29 @@ fn load_identity(data_dir: &Path, peers: &BTreeMap<u64, String>) -> Result<[u8; 
     }
 }
 
+/// Refuses to start a lone broker (no `--peers`) on a data directory of a
+/// cluster: its topics live in that cluster's metadata, not here, and it
+/// would come up empty.
+pub fn refuse_cluster_dir_without_peers(data_dir: &Path) -> Result<(), ClusterError> {
+    let path = data_dir.join(crate::topics::META_DIR).join(IDENTITY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let stored: Identity = toml::from_str(&text).map_err(|e| ClusterError::Identity {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            Err(ClusterError::Identity {
+                path,
+                message: format!(
+                    "this data directory belongs to cluster {}: start the broker with --peers {}",
+                    stored.cluster_id, stored.peers
+                ),
+            })
+        }
+        Err(_) => Ok(()),
+    }
+}
+
 /// This broker's part in the cluster (see the module docs).
 pub struct Cluster {
     node_id: u64,
@@ -433,6 +456,29 @@ impl Cluster {
                 }
             }
         };
+        let import = {
+            let this = Arc::clone(&self);
+            let registry = Arc::clone(&registry);
+            let mut shutdown = shutdown.clone();
+            async move {
+                loop {
+                    match this.import_lone_broker_topics(&registry).await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "lone broker topics not imported yet")
+                        }
+                    }
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        crate::shutdown::stopped(&mut shutdown),
+                    )
+                    .await;
+                }
+            }
+        };
         let reconcile = {
             let this = Arc::clone(&self);
             let mut changes = self.metadata.clone();
@@ -443,7 +489,7 @@ impl Cluster {
             }
         };
         tokio::select! {
-            _ = async { tokio::join!(register, reconcile) } => {}
+            _ = async { tokio::join!(register, import, reconcile) } => {}
             _ = crate::shutdown::stopped(&mut shutdown) => {}
         }
     }
@@ -540,6 +586,54 @@ impl Cluster {
             Some(spec) if spec.replicas == replicas && spec.configs == overrides => Ok(()),
             _ => Err(TopicError::AlreadyExists(name.to_owned()).into()),
         }
+    }
+
+    /// Imports the topics a lone broker kept in this data directory
+    /// (`__meta/topics`) as topics whose partitions have this broker as
+    /// their one replica, so their logs open on the direct path exactly as
+    /// they were: offsets and data unchanged. A name the cluster already
+    /// has is left alone (and logged). Runs until every such topic is in
+    /// the metadata; a no-op once they are.
+    async fn import_lone_broker_topics(
+        &self,
+        registry: &TopicRegistry,
+    ) -> Result<(), ClusterError> {
+        let data_dir = registry.data_dir().to_path_buf();
+        let topics =
+            tokio::task::spawn_blocking(move || crate::topics::lone_broker_topics(&data_dir))
+                .await
+                .map_err(|e| ClusterError::NoController(e.to_string()))??;
+        for crate::topics::LoneTopic {
+            name,
+            partitions,
+            configs,
+        } in topics
+        {
+            let replicas = vec![vec![self.node_id]; partitions as usize];
+            match self.metadata().topics.get(&name) {
+                Some(spec) if spec.replicas == replicas => {}
+                Some(_) => {
+                    tracing::warn!(topic = %name, "a lone broker's topic has the name of a cluster topic: not imported (its data stays in this data directory)");
+                    continue;
+                }
+                None => {
+                    self.propose(&MetaRecord::CreateTopic {
+                        name: name.clone(),
+                        configs,
+                        replicas,
+                    })
+                    .await?;
+                    tracing::info!(topic = %name, partitions, "imported a lone broker's topic into the cluster (one replica, on this broker)");
+                }
+            }
+            // The controller holds it now: the file would bring it back
+            // after a deletion through the cluster.
+            let path = registry.lone_topic_meta_path(&name);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an imported topic's file");
+            }
+        }
+        Ok(())
     }
 
     /// Deletes a topic through the controller.

@@ -113,6 +113,9 @@ impl Broker {
         let coordinator_config = config.coordinator_config();
         let clustered = config.peers.is_some();
         let (registry, groups, backend, producer_ids) = tokio::task::spawn_blocking(move || {
+            if !clustered {
+                crate::cluster::refuse_cluster_dir_without_peers(&data_dir)?;
+            }
             let read_only = !check_writable(&data_dir)?;
             let backend =
                 open_backend_with(choice, io_threads, io_direct).map_err(BrokerError::Backend)?;

@@ -244,6 +244,16 @@ impl TopicRegistry {
         Ok(())
     }
 
+    /// Where a lone broker kept topic `name`'s metadata file.
+    pub(crate) fn lone_topic_meta_path(&self, name: &str) -> PathBuf {
+        self.meta_path(name)
+    }
+
+    /// The data directory this registry's logs live in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// The I/O backend every log of this registry uses.
     pub fn backend(&self) -> Arc<dyn IoBackend> {
         Arc::clone(&self.backend)
@@ -562,6 +572,41 @@ impl TopicRegistry {
             }
         }
     }
+}
+
+/// A topic as a lone broker kept it in `__meta/topics`.
+#[derive(Debug, Clone)]
+pub(crate) struct LoneTopic {
+    pub name: String,
+    pub partitions: u32,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The topics a lone broker kept in `data_dir/__meta/topics` (name,
+/// partition count, overrides), for cluster mode to import at a data
+/// directory's first start with `--peers`. Blocking.
+pub(crate) fn lone_broker_topics(data_dir: &Path) -> Result<Vec<LoneTopic>, TopicError> {
+    let dir = data_dir.join(META_DIR).join(META_TOPICS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io_err(&dir))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(META_EXT) {
+            continue;
+        }
+        let meta = read_meta(&path)?;
+        out.push(LoneTopic {
+            name: meta.name,
+            partitions: meta.partitions,
+            configs: meta.configs,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// Counts (and logs) what recovery dropped or rebuilt when a partition log

@@ -676,8 +676,7 @@ impl PartitionReplica {
             replicas,
             since_quorum_ack: m.last_quorum_acked.map(|at| at.elapsed()),
             lease_lapsed: is_leader
-                && m
-                    .last_quorum_acked
+                && m.last_quorum_acked
                     .is_none_or(|at| at.elapsed() > self.election_timeout),
             matched: m
                 .replication

@@ -12,7 +12,7 @@ use rill_broker::{Broker, BrokerConfig, BrokerHandle};
 use rill_protocol::wire::*;
 use tempfile::TempDir;
 
-use crate::common::{batch, batches, config, Client, IO_TIMEOUT};
+use crate::common::{batch, batches, config, Client};
 
 const IDS: [u32; 3] = [1, 2, 3];
 /// Bounds every wait on the cluster (elections, catch-up).
@@ -354,5 +354,94 @@ async fn a_data_directory_refuses_other_peers_naming_both() {
     let err = Broker::start(c).await.expect_err("other peers refused");
     let text = err.to_string();
     assert!(text.contains(&first) && text.contains(&other), "{text}");
-    let _ = IO_TIMEOUT;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_brokers_data_directory_opens_as_a_cluster_of_one_with_its_topics_and_offsets() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Written by a lone broker, as before cluster mode.
+    let lone = Broker::start(config(tmp.path())).await.expect("starts");
+    let mut c = Client::connect(lone.local_addr()).await;
+    assert_eq!(
+        c.create_topic("legacy", 2, &[("retention.ms", "-1")])
+            .await
+            .error,
+        ErrorCode::None
+    );
+    for i in 0..3 {
+        let r = c
+            .produce("legacy", 0, Acks::All, batch(2, &format!("old{i}"), 1_000))
+            .await;
+        assert_eq!((r.error, r.base_offset), (ErrorCode::None, 2 * i));
+    }
+    let before = c.fetch("legacy", 0, 0, 0, 0).await.records;
+    drop(c);
+    lone.shutdown().await;
+
+    // The same directory with --peers: a cluster of one that imports the
+    // topic with this broker as its one replica, data and offsets as they were.
+    let mut clustered = config(tmp.path());
+    clustered.node_id = 1;
+    clustered.peers = Some(format!("1@127.0.0.1:{}", free_port()));
+    let broker = Broker::start(clustered.clone())
+        .await
+        .expect("starts in cluster mode");
+    let mut c = Client::connect(broker.local_addr()).await;
+    let deadline = tokio::time::Instant::now() + CLUSTER_DEADLINE;
+    loop {
+        let m = metadata(&mut c, Some("legacy")).await;
+        let led = m.topics[0].error == ErrorCode::None
+            && m.topics[0].partitions.len() == 2
+            && m.topics[0]
+                .partitions
+                .iter()
+                .all(|p| p.leader == 1 && p.replicas == vec![1]);
+        if led {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not imported: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(c.fetch("legacy", 0, 0, 0, 0).await.records, before);
+    let next = c
+        .produce("legacy", 0, Acks::All, batch(1, "new", 1_000))
+        .await;
+    assert_eq!(next.error, ErrorCode::None);
+    assert_eq!(
+        next.base_offset, 6,
+        "offsets continue where the lone broker left them"
+    );
+    drop(c);
+    broker.shutdown().await;
+
+    // It is a cluster's directory now: a start without --peers is refused.
+    let err = Broker::start(config(tmp.path()))
+        .await
+        .expect_err("a lone start on a cluster's directory is refused");
+    assert!(err.to_string().contains("--peers"), "{err}");
+    // And it still opens as the cluster it became, topic included.
+    let broker = Broker::start(clustered).await.expect("restarts");
+    let mut c = Client::connect(broker.local_addr()).await;
+    let deadline = tokio::time::Instant::now() + CLUSTER_DEADLINE;
+    loop {
+        let m = metadata(&mut c, Some("legacy")).await;
+        if m.topics[0]
+            .partitions
+            .first()
+            .is_some_and(|p| p.leader == 1)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reopened: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let records = c.fetch("legacy", 0, 0, 0, 0).await.records;
+    assert_eq!(batches(records).len(), 4);
+    broker.shutdown().await;
 }
