@@ -92,6 +92,13 @@ pub enum MetaRecord {
     DeleteTopic {
         name: String,
     },
+    /// Hands `node` the next block of idempotent producer ids, starting at
+    /// `min_start` or later (a lone broker's ids in use when its directory
+    /// joined a cluster stay below every block).
+    AllocateProducerIds {
+        node: u64,
+        min_start: i64,
+    },
 }
 
 /// A topic as the controller knows it.
@@ -108,6 +115,10 @@ pub struct ClusterMetadata {
     /// Node id → `host:port` clients use.
     pub brokers: BTreeMap<u64, String>,
     pub topics: BTreeMap<String, TopicSpec>,
+    /// The first producer id no broker was handed yet.
+    pub next_producer_id: i64,
+    /// The last block of producer ids each broker was handed, `[start, end)`.
+    pub producer_id_blocks: BTreeMap<u64, (i64, i64)>,
     /// The controller log index last applied.
     pub applied: u64,
 }
@@ -131,6 +142,12 @@ impl ClusterMetadata {
             }
             MetaRecord::DeleteTopic { name } => {
                 self.topics.remove(&name);
+            }
+            MetaRecord::AllocateProducerIds { node, min_start } => {
+                let start = self.next_producer_id.max(min_start);
+                let end = start.saturating_add(crate::producer_ids::PRODUCER_ID_BLOCK_SIZE);
+                self.producer_id_blocks.insert(node, (start, end));
+                self.next_producer_id = end;
             }
         }
         self.applied = self.applied.max(index);
@@ -304,6 +321,9 @@ pub struct Cluster {
     default_replication_factor: u16,
     /// Serializes reconcile passes.
     reconcile_lock: tokio::sync::Mutex<()>,
+    /// The block of producer ids this broker hands out from, `[next, end)`;
+    /// empty at start, so a restarted broker never reuses a block.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -401,6 +421,7 @@ impl Cluster {
             reconciled: watch::channel(0).0,
             default_replication_factor: config.default_replication_factor,
             reconcile_lock: tokio::sync::Mutex::new(()),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         cluster.reconcile(registry).await;
         Ok(cluster)
@@ -517,6 +538,34 @@ impl Cluster {
         })?
         .map_err(|_| ClusterError::NoController("the broker is stopping".into()))?;
         Ok(index)
+    }
+
+    /// A producer id no broker of the cluster handed out before, from this
+    /// broker's block; a new block comes from the controller (Kafka's
+    /// `AllocateProducerIds`), at or above `min_start`.
+    pub async fn next_producer_id(&self, min_start: i64) -> Result<i64, ClusterError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            self.propose(&MetaRecord::AllocateProducerIds {
+                node: self.node_id,
+                min_start,
+            })
+            .await?;
+            *block = self
+                .metadata()
+                .producer_id_blocks
+                .get(&self.node_id)
+                .copied()
+                .ok_or_else(|| ClusterError::NoController("no producer id block applied".into()))?;
+            tracing::debug!(
+                start = block.0,
+                end = block.1,
+                "producer id block allocated by the controller"
+            );
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
     }
 
     /// Creates a topic through the controller: replicas placed round-robin

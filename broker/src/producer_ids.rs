@@ -8,9 +8,9 @@
 //! next block and never repeats an id; a crash wastes at most the rest of
 //! one block. The file holds one line, `next_block_start=<id>`.
 //!
-//! Cluster mode will hand blocks out from its controller instead; this
-//! allocator's [`ProducerIdAllocator::next_id`] is the one call the
-//! InitProducerId handler makes.
+//! In cluster mode blocks come from the controller instead (`cluster`);
+//! this file then only bounds them from below: ids a lone broker handed
+//! out before its directory joined a cluster are never handed out again.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,8 @@
 //! a partition fences the older epoch there. The broker refuses only what
 //! cannot be right: an id it never handed out, or a negative epoch with an
 //! id. At [`PRODUCER_EPOCH_MAX`] the bump hands out a fresh id instead, as
-//! Kafka does.
+//! Kafka does. In cluster mode ids come in blocks from the controller, so
+//! no two brokers hand out the same id.
 
 use rill_protocol::wire::{
     ErrorCode, InitProducerIdRequest, InitProducerIdResponse, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
@@ -42,7 +43,11 @@ async fn answer(shared: &Shared, request: InitProducerIdRequest) -> InitProducer
     let bump = match (producer_id, producer_epoch) {
         (NO_PRODUCER_ID, NO_PRODUCER_EPOCH) => None,
         (id, epoch) if id >= 0 && epoch >= 0 => {
-            if id >= ids.issued_below().await {
+            let issued_below = match &shared.cluster {
+                Some(cluster) => cluster.metadata().next_producer_id,
+                None => ids.issued_below().await,
+            };
+            if id >= issued_below {
                 tracing::debug!(id, "InitProducerId for an id never handed out");
                 return refuse(ErrorCode::InvalidRequest);
             }
@@ -56,6 +61,23 @@ async fn answer(shared: &Shared, request: InitProducerIdRequest) -> InitProducer
             error: ErrorCode::None,
             producer_id: id,
             producer_epoch: epoch + 1,
+        };
+    }
+    if let Some(cluster) = &shared.cluster {
+        // Blocks come from the controller, so no two brokers hand out one
+        // id; ids the local file handed out (a lone broker's, before its
+        // directory joined the cluster) stay below every block.
+        let min_start = ids.issued_below().await;
+        return match cluster.next_producer_id(min_start).await {
+            Ok(id) => InitProducerIdResponse {
+                error: ErrorCode::None,
+                producer_id: id,
+                producer_epoch: 0,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot get a producer id block from the controller");
+                refuse(ErrorCode::CoordinatorNotAvailable)
+            }
         };
     }
     match ids.next_id().await {

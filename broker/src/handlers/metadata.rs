@@ -158,6 +158,13 @@ fn handle_cluster(
                             log_start_offset: 0,
                             log_end_offset: 0,
                         };
+                        let me = node(cluster.node_id());
+                        if local.is_none() && out.replicas.contains(&me) {
+                            // Ours, but not opened yet (the reconciler runs
+                            // just after the metadata is applied).
+                            out.leader = -1;
+                            out.error = ErrorCode::LeaderNotAvailable;
+                        }
                         if let Some(local) = local {
                             out.log_start_offset = local.log_start_offset();
                             out.log_end_offset = local.high_watermark();

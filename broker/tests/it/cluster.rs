@@ -169,6 +169,21 @@ async fn await_leader(
     .await
 }
 
+async fn new_producer_id(
+    client: &mut Client,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> InitProducerIdResponse {
+    let request = Request::InitProducerId(InitProducerIdRequest {
+        producer_id,
+        producer_epoch,
+    });
+    match client.call(request).await {
+        Response::InitProducerId(r) => r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 async fn create(
     client: &mut Client,
     topic: &str,
@@ -232,6 +247,26 @@ async fn cluster_replicates_writes_survives_its_leaders_loss_and_catches_up_a_re
         (m.brokers.len() == 3 && m.controller_id > 0).then_some(())
     })
     .await;
+    // Producer ids come in blocks from the controller: no two brokers hand
+    // out one id, and any broker bumps the epoch of an id another gave.
+    let mut ids = std::collections::BTreeSet::new();
+    for id in IDS {
+        for _ in 0..2 {
+            let r = new_producer_id(&mut cluster.client(id).await, -1, -1).await;
+            assert_eq!(r.error, ErrorCode::None, "{r:?}");
+            assert!(
+                ids.insert(r.producer_id),
+                "id {} handed out twice",
+                r.producer_id
+            );
+        }
+    }
+    let given = *ids.first().expect("an id");
+    let bumped = new_producer_id(&mut cluster.client(3).await, given, 0).await;
+    assert_eq!(
+        (bumped.error, bumped.producer_id, bumped.producer_epoch),
+        (ErrorCode::None, given, 1)
+    );
     let mut admin = cluster.client(2).await;
     assert_eq!(
         create(&mut admin, "orders", 1, 3).await.error,
