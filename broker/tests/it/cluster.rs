@@ -12,7 +12,15 @@ use rill_broker::{Broker, BrokerConfig, BrokerHandle};
 use rill_protocol::wire::*;
 use tempfile::TempDir;
 
-use crate::common::{batch, batches, config, Client};
+use crate::common::{batch, batches, config, scrape, Client};
+
+/// A sample's value, 0 when the series does not exist yet.
+fn sample_or_zero(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
 
 const IDS: [u32; 3] = [1, 2, 3];
 /// Bounds every wait on the cluster (elections, catch-up).
@@ -114,6 +122,17 @@ impl TestCluster {
         }
         self._tmp
     }
+}
+
+/// Broker `id`'s inter-broker listener, from its `--peers` entry.
+fn peer_addr(cluster: &TestCluster, id: u32) -> SocketAddr {
+    let peers = cluster.nodes[&id].config.peers.clone().expect("peers");
+    peers
+        .split(',')
+        .find_map(|e| e.strip_prefix(&format!("{id}@")))
+        .expect("own entry")
+        .parse()
+        .expect("address")
 }
 
 async fn metadata(client: &mut Client, topic: Option<&str>) -> MetadataResponse {
@@ -287,6 +306,39 @@ async fn cluster_replicates_writes_survives_its_leaders_loss_and_catches_up_a_re
     })
     .await;
     assert_eq!(replicas.len(), 3);
+
+    // A peer speaking nonsense on an inter-broker listener is refused,
+    // counted, and costs nothing else: the cluster keeps committing below.
+    let refused = r#"rill_peer_connections_refused_total{reason="malformed"}"#;
+    let metrics_addr = cluster.nodes[&1]
+        .handle
+        .as_ref()
+        .expect("running")
+        .metrics_addr();
+    let before = sample_or_zero(&scrape(metrics_addr).await, refused);
+    for id in IDS {
+        let peer = peer_addr(&cluster, id);
+        let mut garbage = tokio::net::TcpStream::connect(peer)
+            .await
+            .expect("connect peer port");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        garbage
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send garbage");
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(CLUSTER_DEADLINE, garbage.read_to_end(&mut rest)).await;
+        assert!(
+            closed.is_ok(),
+            "broker {id} did not close a garbage peer connection"
+        );
+    }
+    // One recorder serves the three in-process brokers.
+    let after = sample_or_zero(&scrape(metrics_addr).await, refused);
+    assert!(
+        after >= before + 3.0,
+        "refusals counted: {before} -> {after}"
+    );
 
     // acks=all at the leader: committed on a majority before the answer.
     let mut producer = cluster.client(leader).await;
