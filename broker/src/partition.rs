@@ -176,7 +176,7 @@ impl Partition {
 
     /// Hands leadership back to the preferred leader (the first replica)
     /// when this broker leads in its place and the preferred one is in
-    /// sync and holds everything this leader's log holds (Kafka's
+    /// sync and holds everything committed (Kafka's
     /// preferred leader election, `auto.leader.rebalance.enable`), so
     /// leadership spreads again after a broker returns.
     pub(crate) async fn prefer_leader(&self) {
@@ -188,7 +188,12 @@ impl Partition {
         if !status.is_leader || status.node == preferred || !status.in_sync.contains(&preferred) {
             return;
         }
-        let caught_up = status.matched.get(&preferred).copied().flatten() == status.last_log_index;
+        // Holding everything committed is enough: the transfer stops this
+        // leader's new writes and the target waits (up to an election
+        // timeout) for the rest of its log before it campaigns. Asking for
+        // the leader's very last entry would starve the hand-back under a
+        // steady load, where some entry is always in flight.
+        let caught_up = status.matched.get(&preferred).copied().flatten() >= status.committed_index;
         if !caught_up {
             return;
         }

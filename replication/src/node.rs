@@ -380,14 +380,17 @@ impl PartitionReplica {
     /// group as its leader and waits as `wait` says. Answers the base offset
     /// the batch was given.
     ///
-    /// A leader whose quorum lease has lapsed (openraft refuses writes until
-    /// a majority acknowledges it again, as right after its election) waits
-    /// for that up to one election timeout, then answers
-    /// [`AppendError::NoQuorum`].
+    /// A leader whose quorum lease has lapsed (no majority acknowledged it
+    /// within an election timeout, as when cut off or right after its
+    /// election) waits for a fresh acknowledgement up to one election
+    /// timeout, then answers [`AppendError::NoQuorum`].
     pub async fn append(&self, batch: Bytes, wait: AppendWait) -> Result<u64, AppendError> {
         let batch = RaftBatch::new(batch).map_err(|e| AppendError::Invalid(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + self.election_timeout;
         loop {
+            if self.lease_lapsed() && !self.await_quorum_ack(deadline).await {
+                return Err(AppendError::NoQuorum);
+            }
             match self.append_once(batch.clone(), wait).await {
                 Err(Refusal::LeaseExpired) => {
                     if !self.await_quorum_ack(deadline).await {
@@ -409,6 +412,9 @@ impl PartitionReplica {
         let batch = RaftBatch::new(batch).map_err(|e| AppendError::Invalid(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + self.election_timeout;
         loop {
+            if self.lease_lapsed() && !self.await_quorum_ack(deadline).await {
+                return Err(AppendError::NoQuorum);
+            }
             let (tag, appended) = self.waiters.register();
             let forget = ForgetOwned {
                 waiters: Arc::clone(&self.waiters),
@@ -473,6 +479,19 @@ impl PartitionReplica {
                 }
             }
         }
+    }
+
+    /// A leader that no majority acknowledged within the last election
+    /// timeout. openraft's own lease is `election_timeout_max` (twice the
+    /// election timeout), so without this check a cut-off leader would
+    /// take writes for up to two election timeouts, after its Metadata has
+    /// stopped naming it and while a new leader may be being elected.
+    fn lease_lapsed(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.state == ServerState::Leader
+            && m.last_quorum_acked
+                .is_none_or(|at| at.elapsed() > self.election_timeout)
     }
 
     /// Waits until this leader's quorum lease is fresh, or `deadline`;

@@ -5,6 +5,7 @@ mod bench;
 mod common;
 mod groups;
 mod mistakes;
+mod netsplit;
 mod produce_consume;
 mod produce_crash;
 mod topics;
