@@ -437,7 +437,16 @@ async fn append_replicated(
         AckLevel::Leader => base,
         AckLevel::All => {
             let appended = Instant::now();
-            let base = commit.await?;
+            // A leader cut off from the majority cannot commit: answer at
+            // once (outcome unknown; an idempotent retry at the new leader
+            // is deduplicated) instead of holding the producer until its
+            // request times out.
+            let base = tokio::select! {
+                committed = commit => committed?,
+                () = replica.lost_leadership() => {
+                    return Err(PartitionError::NotEnoughReplicas);
+                }
+            };
             ::metrics::histogram!(metrics::COMMIT_DURATION_SECONDS)
                 .record(appended.elapsed().as_secs_f64());
             base

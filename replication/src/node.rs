@@ -494,6 +494,36 @@ impl PartitionReplica {
                 .is_none_or(|at| at.elapsed() > self.election_timeout)
     }
 
+    /// Resolves once this replica can no longer commit what it appended as
+    /// leader: it stopped leading, or no majority has acknowledged it for
+    /// an election timeout (cut off). A write waiting for its commit then
+    /// has an unknown outcome, and its producer should go to the new
+    /// leader rather than wait out its request timeout.
+    pub async fn lost_leadership(&self) {
+        let mut metrics = self.raft.metrics();
+        // Lease expiry is a matter of time, not of a metrics change: look
+        // again at least four times per election timeout.
+        let recheck = self.election_timeout / 4;
+        loop {
+            {
+                let m = metrics.borrow_watched();
+                if m.state != ServerState::Leader {
+                    return;
+                }
+                let lapsed = m
+                    .last_quorum_acked
+                    .is_none_or(|at| at.elapsed() > self.election_timeout);
+                if lapsed {
+                    return;
+                }
+            }
+            // The watch closes when the Raft stops: leadership is lost too.
+            if let Ok(Err(_)) = tokio::time::timeout(recheck, metrics.changed()).await {
+                return;
+            }
+        }
+    }
+
     /// Waits until this leader's quorum lease is fresh, or `deadline`;
     /// false if it is not by then (or this node is no longer leader).
     async fn await_quorum_ack(&self, deadline: tokio::time::Instant) -> bool {
