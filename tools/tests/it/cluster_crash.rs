@@ -25,7 +25,9 @@
 //! run short. 20 cycles by default; `RILL_LONG=1` runs 200, `RILL_CYCLES=N`
 //! runs N. `RILL_SEED=N` replays a seed (the seed is printed first).
 //! `RILL_BROKER_LOG=filter` sets the brokers' `RUST_LOG` (default `warn`),
-//! `RILL_BROKER_LOG_DIR=dir` keeps their stderr there. The summary line on stderr
+//! `RILL_BROKER_LOG_DIR=dir` keeps their stderr there; `RUST_LOG` applies
+//! to the test process (e.g. `rill_client=debug` shows the producers'
+//! retries and leader changes). The summary line on stderr
 //! gives the cycles, records acknowledged and failover times (from the kill
 //! to the next acknowledged write, and to the moment every partition had an
 //! acknowledged write again).
@@ -668,6 +670,10 @@ fn replica_bytes(dir: &Path, partition: u32, end: u64) -> (u64, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknowledged_record() {
     let started = Instant::now();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let seed: u64 = std::env::var("RILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -862,19 +868,28 @@ async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknow
             .expect("seek");
     }
     let mut read: Vec<Vec<ReadRecord>> = vec![Vec::new(); PARTITIONS as usize];
-    let deadline = Instant::now() + DRAIN_DEADLINE;
+    // Bounded by progress: a long run has much to read.
+    let read_started = Instant::now();
+    let mut progress_at = Instant::now();
     while partitions
         .iter()
         .any(|&p| consumer.position(TOPIC, p).unwrap_or(0) < ends[p as usize])
     {
         assert!(
-            Instant::now() < deadline,
-            "reading back to {ends:?}: not within {DRAIN_DEADLINE:?}"
+            progress_at.elapsed() < DRAIN_DEADLINE,
+            "reading back to {ends:?}: nothing new for {DRAIN_DEADLINE:?}, at {:?}",
+            partitions
+                .iter()
+                .map(|&p| consumer.position(TOPIC, p))
+                .collect::<Vec<_>>()
         );
         let records = consumer
             .poll(Duration::from_millis(500))
             .await
             .expect("poll");
+        if !records.is_empty() {
+            progress_at = Instant::now();
+        }
         records
             .for_each(|r| {
                 read[r.partition as usize].push(ReadRecord {
@@ -885,6 +900,8 @@ async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknow
             })
             .expect("records decode");
     }
+
+    let read_took = read_started.elapsed();
 
     // The history checker.
     let mut found: HashMap<(u32, u64), Vec<(u32, u64)>> = HashMap::new();
@@ -1015,7 +1032,7 @@ async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknow
         ),
     };
     eprintln!(
-        "cluster_crash summary: seed {seed}, {cycles} cycles (killed the controller's leader {controller_kills}x, another partition leader {leader_kills}x, a broker leading nothing {pure_follower_kills}x), {} records acknowledged ({without_offset} without an offset); kill -> next acknowledged write: {}; kill -> every partition written again: after a leader's kill {}, after a follower's kill {}; ran {:?}",
+        "cluster_crash summary: seed {seed}, {cycles} cycles (killed the controller's leader {controller_kills}x, another partition leader {leader_kills}x, a broker leading nothing {pure_follower_kills}x), {} records acknowledged ({without_offset} without an offset); kill -> next acknowledged write: {}; kill -> every partition written again: after a leader's kill {}, after a follower's kill {}; read back in {read_took:?}; ran {:?}",
         acks.len(),
         spread(&first_ack),
         spread(&all_after_leader_kill),
