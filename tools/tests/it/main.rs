@@ -2,6 +2,7 @@
 //! a real broker started in the test process.
 
 mod bench;
+mod cluster_crash;
 mod common;
 mod groups;
 mod mistakes;
