@@ -252,13 +252,25 @@ async fn a_cluster_has_one_coordinator_and_the_others_redirect() {
     assert_eq!(listed.groups.len(), 1);
     assert_eq!(listed.groups[0].group_id, "g");
     // An admin commit to an empty group, over partitions hosted here and
-    // elsewhere, reads back.
-    match c.call(commit("h", "in", &[0, 1])).await {
-        Response::OffsetCommit(r) => {
-            let codes: Vec<ErrorCode> = r.topics[0].partitions.iter().map(|p| p.error).collect();
-            assert_eq!(codes, [ErrorCode::None, ErrorCode::None]);
+    // elsewhere, reads back. The coordinator knows a topic once its broker
+    // has opened it, a moment after Metadata names it: until then the
+    // commit is refused as for an unknown topic (never NotCoordinator).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let codes: Vec<ErrorCode> = match c.call(commit("h", "in", &[0, 1])).await {
+            Response::OffsetCommit(r) => r.topics[0].partitions.iter().map(|p| p.error).collect(),
+            other => panic!("unexpected {other:?}"),
+        };
+        if codes == [ErrorCode::None, ErrorCode::None] {
+            break;
         }
-        other => panic!("unexpected {other:?}"),
+        assert_eq!(
+            codes,
+            [ErrorCode::UnknownTopicOrPartition; 2],
+            "commit at the coordinator"
+        );
+        assert!(tokio::time::Instant::now() < deadline, "topic never opened");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     match c
         .call(Request::OffsetFetch(OffsetFetchRequest {
