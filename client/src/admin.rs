@@ -4,9 +4,14 @@
 //!
 //! Thin typed calls: each turns a request into one round trip and maps
 //! per-topic and per-partition error codes to [`ClientError::Broker`] with
-//! the topic and partition filled in. Topic and group administration goes
-//! to any broker (the bootstrap link; a broker forwards what only the
-//! controller may do). ListOffsets goes to each partition's leader, found
+//! the topic and partition filled in. Topic administration goes to any
+//! broker (the bootstrap link; a broker forwards what only the controller
+//! may do). Group administration goes to the group's coordinator, found
+//! with FindCoordinator at any broker and found again (paced) while a
+//! broker answers that it is not the coordinator or cannot be reached, up
+//! to the request timeout (see `coordinator`); ListGroups goes to the
+//! coordinator named for the empty group id (in a cluster one broker
+//! coordinates every group, see the broker's `find_coordinator`). ListOffsets goes to each partition's leader, found
 //! in the client's metadata cache (`cluster`), and is retried at the new
 //! leader when the old one refuses or cannot be reached.
 
@@ -16,12 +21,13 @@ use std::time::{Duration, Instant};
 use rill_protocol::wire::{
     CreatableTopic, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
     DescribeGroupsRequest, ErrorCode, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest,
-    ListOffsetsTopic, MetadataRequest, MetadataResponse, ResetOffsetsRequest, ResetSpec,
-    TopicPartitions, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    ListOffsetsTopic, MetadataRequest, MetadataResponse, OffsetFetchRequest, ResetOffsetsRequest,
+    ResetSpec, TopicPartitions, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
 
 use crate::cluster::{is_leader_error, Cluster, LinkKind, Reason};
 use crate::connection::{BrokerLink, ConnectionConfig};
+use crate::coordinator::{coordinator_code, Coordinators};
 use crate::error::{ClientError, Result};
 use crate::producer::{RETRY_BACKOFF_DEFAULT, RETRY_BACKOFF_MAX_DEFAULT};
 use tracing::debug;
@@ -221,6 +227,8 @@ fn pairs(list: Vec<TopicPartitions>) -> Vec<(String, u32)> {
 #[derive(Debug)]
 pub struct Admin {
     cluster: Arc<Cluster>,
+    /// The coordinators of the groups administered.
+    coordinators: Coordinators,
     request_timeout: Duration,
 }
 
@@ -234,12 +242,13 @@ impl Admin {
         };
         let cluster = Cluster::connect(
             &config.bootstrap,
-            conn,
+            conn.clone(),
             RETRY_BACKOFF_DEFAULT,
             RETRY_BACKOFF_MAX_DEFAULT,
         )
         .await?;
         Ok(Admin {
+            coordinators: Coordinators::new(Arc::clone(&cluster), conn),
             cluster,
             request_timeout: config.request_timeout,
         })
@@ -392,11 +401,15 @@ impl Admin {
     /// Every consumer group: those with members and those known only by
     /// their committed offsets (shown `Empty`).
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        // Any key names the broker that coordinates every group.
         let resp = self
-            .link()
-            .get()
-            .await?
-            .list_groups(ListGroupsRequest {})
+            .coordinators
+            .call(
+                "",
+                self.request_timeout,
+                |conn| async move { conn.list_groups(ListGroupsRequest {}).await },
+                |resp| coordinator_code(resp.error),
+            )
             .await?;
         if resp.error != ErrorCode::None {
             return Err(ClientError::broker(resp.error));
@@ -416,13 +429,20 @@ impl Admin {
     /// offsets with lag. `GroupIdNotFound` if it has neither members nor
     /// offsets.
     pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
+        let request = DescribeGroupsRequest {
+            group_ids: vec![group_id.to_owned()],
+        };
         let resp = self
-            .link()
-            .get()
-            .await?
-            .describe_groups(DescribeGroupsRequest {
-                group_ids: vec![group_id.to_owned()],
-            })
+            .coordinators
+            .call(
+                group_id,
+                self.request_timeout,
+                |conn| {
+                    let request = request.clone();
+                    async move { conn.describe_groups(request).await }
+                },
+                |resp| resp.groups.iter().find_map(|g| coordinator_code(g.error)),
+            )
             .await?;
         let g = resp
             .groups
@@ -471,13 +491,20 @@ impl Admin {
     /// Deletes a group's committed offsets. Refused with `NonEmptyGroup`
     /// while it has members.
     pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let request = DeleteGroupsRequest {
+            group_ids: vec![group_id.to_owned()],
+        };
         let resp = self
-            .link()
-            .get()
-            .await?
-            .delete_groups(DeleteGroupsRequest {
-                group_ids: vec![group_id.to_owned()],
-            })
+            .coordinators
+            .call(
+                group_id,
+                self.request_timeout,
+                |conn| {
+                    let request = request.clone();
+                    async move { conn.delete_groups(request).await }
+                },
+                |resp| resp.results.iter().find_map(|g| coordinator_code(g.error)),
+            )
             .await?;
         let result = resp
             .results
@@ -503,18 +530,25 @@ impl Admin {
         dry_run: bool,
     ) -> Result<Vec<OffsetReset>> {
         let (spec, value) = to.to_wire();
+        let request = ResetOffsetsRequest {
+            group_id: group_id.to_owned(),
+            topic: topic.to_owned(),
+            partitions: partitions.map(<[u32]>::to_vec),
+            spec,
+            value,
+            dry_run,
+        };
         let resp = self
-            .link()
-            .get()
-            .await?
-            .reset_offsets(ResetOffsetsRequest {
-                group_id: group_id.to_owned(),
-                topic: topic.to_owned(),
-                partitions: partitions.map(<[u32]>::to_vec),
-                spec,
-                value,
-                dry_run,
-            })
+            .coordinators
+            .call(
+                group_id,
+                self.request_timeout,
+                |conn| {
+                    let request = request.clone();
+                    async move { conn.reset_offsets(request).await }
+                },
+                |resp| coordinator_code(resp.error),
+            )
             .await?;
         if resp.error != ErrorCode::None {
             return Err(ClientError::Broker {
@@ -533,6 +567,48 @@ impl Admin {
                 new: p.new,
             })
             .collect())
+    }
+
+    /// A group's committed offsets, `((topic, partition), offset)` sorted:
+    /// each the next offset its consumers read.
+    pub async fn committed_offsets(&self, group_id: &str) -> Result<Vec<((String, u32), u64)>> {
+        let request = OffsetFetchRequest {
+            group_id: group_id.to_owned(),
+            topics: None,
+        };
+        let resp = self
+            .coordinators
+            .call(
+                group_id,
+                self.request_timeout,
+                |conn| {
+                    let request = request.clone();
+                    async move { conn.offset_fetch(request).await }
+                },
+                |resp| coordinator_code(resp.error),
+            )
+            .await?;
+        if resp.error != ErrorCode::None {
+            return Err(group_error(resp.error, group_id));
+        }
+        let mut out = Vec::new();
+        for topic in resp.topics {
+            for p in topic.partitions {
+                if p.error != ErrorCode::None {
+                    return Err(ClientError::partition(
+                        p.error,
+                        &topic.name,
+                        p.partition,
+                        None,
+                    ));
+                }
+                if let Some(offset) = optional_offset(p.offset) {
+                    out.push(((topic.name.clone(), p.partition), offset));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     async fn metadata(&self, topics: Option<Vec<String>>) -> Result<MetadataResponse> {

@@ -519,7 +519,7 @@ impl Cluster {
 }
 
 /// `host:port`, with an IPv6 host in brackets.
-fn format_addr(host: &str, port: u16) -> String {
+pub(crate) fn format_addr(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {

@@ -33,13 +33,13 @@ use rill_protocol::wire::{
     self, ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest,
     ConsumerGroupHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest,
     DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, ErrorCode, FetchRequest, FetchResponse, InitProducerIdRequest,
-    InitProducerIdResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    ProduceRequest, ProduceResponse, Request, RequestHeader, ResetOffsetsRequest,
-    ResetOffsetsResponse, Response, ResponseHeader, SharedProduceRequest,
-    FRAME_LENGTH_PREFIX_BYTES,
+    DescribeGroupsResponse, ErrorCode, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
+    Request, RequestHeader, ResetOffsetsRequest, ResetOffsetsResponse, Response, ResponseHeader,
+    SharedProduceRequest, FRAME_LENGTH_PREFIX_BYTES,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -82,6 +82,7 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, u16, u16)] = &[
     (ApiKey::DeleteGroups, 0, 0),
     (ApiKey::ResetOffsets, 0, 0),
     (ApiKey::InitProducerId, 0, 0),
+    (ApiKey::FindCoordinator, 0, 0),
 ];
 
 /// The answer to a request already queued on a connection.
@@ -604,6 +605,20 @@ impl Connection {
         {
             Response::ConsumerGroupHeartbeat(r) => Ok(r),
             _ => Err(unexpected(ApiKey::ConsumerGroupHeartbeat)),
+        }
+    }
+
+    /// The broker that coordinates a group.
+    pub async fn find_coordinator(
+        &self,
+        req: FindCoordinatorRequest,
+    ) -> Result<FindCoordinatorResponse> {
+        match self
+            .request(Request::FindCoordinator(req), Duration::ZERO)
+            .await?
+        {
+            Response::FindCoordinator(r) => Ok(r),
+            _ => Err(unexpected(ApiKey::FindCoordinator)),
         }
     }
 

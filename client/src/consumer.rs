@@ -192,6 +192,13 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
+impl Consumer {
+    /// The metadata cache and broker links this consumer reads through.
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+}
+
 impl Drop for Consumer {
     fn drop(&mut self) {
         if let Some(p) = self.prefetch.take() {

@@ -3,6 +3,13 @@
 //! (Kafka's KIP-848 protocol) and keeps the group's committed offsets.
 //!
 //! # Who does what
+//! - The group's **coordinator** is one broker: every group request goes
+//!   there. It is found with FindCoordinator at any broker, and found again
+//!   (paced: 100 ms doubling to 1 s) when it answers `NotCoordinator` or
+//!   `CoordinatorNotAvailable` or cannot be reached; commits, offset
+//!   fetches and the leave are then resent, up to `request_timeout`, and
+//!   the member rejoins at the new coordinator (which does not know it)
+//!   as after a fencing. See `coordinator`.
 //! - A **heartbeat task** (its own connection) joins the group, heartbeats
 //!   at the broker's interval (or a third of the session timeout, whichever
 //!   is shorter) reporting the partitions this member holds, and stores
@@ -55,10 +62,13 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::admin::OffsetSpec;
-use crate::connection::{BrokerLink, ConnectionConfig, REQUEST_TIMEOUT_DEFAULT};
+use crate::connection::{ConnectionConfig, REQUEST_TIMEOUT_DEFAULT};
 use crate::consumer::{
     Consumer, ConsumerConfig, Records, SeekTo, FETCH_MAX_BYTES_DEFAULT, FETCH_MAX_WAIT_DEFAULT,
     FETCH_MIN_BYTES_DEFAULT, PARTITION_MAX_BYTES_DEFAULT,
+};
+use crate::coordinator::{
+    coordinator_code, is_coordinator_code, is_coordinator_error, Coordinators,
 };
 use crate::error::{ClientError, Result};
 
@@ -284,8 +294,8 @@ fn millis_u32(d: Duration) -> u32 {
 pub struct GroupConsumer {
     config: GroupConsumerConfig,
     consumer: Consumer,
-    /// Commits, offset fetches, reset lookups and the leave.
-    control: Arc<BrokerLink>,
+    /// The group's coordinator, for commits, offset fetches and the leave.
+    control: Arc<Coordinators>,
     shared: Arc<GroupShared>,
     heartbeat: Option<JoinHandle<()>>,
     /// In a mutex only so that `GroupConsumer` is `Sync` (its futures hold
@@ -318,8 +328,13 @@ impl GroupConsumer {
             ..ConnectionConfig::default()
         };
         let consumer = Consumer::new(config.consumer_config()).await?;
-        let control = Arc::new(BrokerLink::connect(&config.bootstrap, conn.clone()).await?);
-        let heartbeat_link = BrokerLink::connect(&config.bootstrap, conn).await?;
+        // Heartbeats get their own links, so they never wait behind a
+        // commit.
+        let control = Arc::new(Coordinators::new(
+            Arc::clone(consumer.cluster()),
+            conn.clone(),
+        ));
+        let heartbeat_coordinator = Coordinators::new(Arc::clone(consumer.cluster()), conn);
         let shared = Arc::new(GroupShared {
             state: Mutex::new(Membership {
                 member_epoch: MEMBER_EPOCH_JOIN,
@@ -336,7 +351,7 @@ impl GroupConsumer {
             assignor: config.assignor.clone(),
         };
         let heartbeat = tokio::spawn(heartbeat_loop(
-            heartbeat_link,
+            heartbeat_coordinator,
             Arc::clone(&shared),
             settings,
             config.session_timeout / HEARTBEATS_PER_SESSION_MIN,
@@ -439,7 +454,14 @@ impl GroupConsumer {
     pub async fn commit(&mut self) -> Result<()> {
         self.ensure_open()?;
         let offsets = self.positions(self.owned.iter());
-        commit_offsets(&self.control, &self.shared, &self.config.group_id, offsets).await
+        commit_offsets(
+            &self.control,
+            &self.shared,
+            &self.config.group_id,
+            offsets,
+            self.config.request_timeout,
+        )
+        .await
     }
 
     /// Starts committing the position of every held partition; the handle
@@ -450,8 +472,9 @@ impl GroupConsumer {
         let control = Arc::clone(&self.control);
         let shared = Arc::clone(&self.shared);
         let group_id = self.config.group_id.clone();
+        let give_up_after = self.config.request_timeout;
         Ok(tokio::spawn(async move {
-            commit_offsets(&control, &shared, &group_id, offsets).await
+            commit_offsets(&control, &shared, &group_id, offsets, give_up_after).await
         }))
     }
 
@@ -463,7 +486,14 @@ impl GroupConsumer {
     ) -> Result<()> {
         self.ensure_open()?;
         let offsets: Vec<(TopicPartition, u64)> = offsets.into_iter().collect();
-        commit_offsets(&self.control, &self.shared, &self.config.group_id, offsets).await
+        commit_offsets(
+            &self.control,
+            &self.shared,
+            &self.config.group_id,
+            offsets,
+            self.config.request_timeout,
+        )
+        .await
     }
 
     /// Leaves the group cleanly: stops heartbeating, commits (with
@@ -477,7 +507,14 @@ impl GroupConsumer {
         }
         let commit = if self.config.auto_commit.is_some() && !self.owned.is_empty() {
             let offsets = self.positions(self.owned.iter());
-            commit_offsets(&self.control, &self.shared, &self.config.group_id, offsets).await
+            commit_offsets(
+                &self.control,
+                &self.shared,
+                &self.config.group_id,
+                offsets,
+                self.config.request_timeout,
+            )
+            .await
         } else {
             Ok(())
         };
@@ -488,7 +525,13 @@ impl GroupConsumer {
         }
         let member_id = self.shared.lock().member_id.clone();
         if !member_id.is_empty() {
-            leave(&self.control, &self.config.group_id, &member_id).await?;
+            leave(
+                &self.control,
+                &self.config.group_id,
+                &member_id,
+                self.config.request_timeout,
+            )
+            .await?;
         }
         commit
     }
@@ -530,8 +573,14 @@ impl GroupConsumer {
             return;
         }
         let offsets = self.positions(self.owned.iter());
-        if let Err(e) =
-            commit_offsets(&self.control, &self.shared, &self.config.group_id, offsets).await
+        if let Err(e) = commit_offsets(
+            &self.control,
+            &self.shared,
+            &self.config.group_id,
+            offsets,
+            self.config.request_timeout,
+        )
+        .await
         {
             warn!(group = %self.config.group_id, error = %e, "auto-commit failed");
         }
@@ -589,8 +638,14 @@ impl GroupConsumer {
     async fn revoke(&mut self, revoked: &[TopicPartition]) {
         if self.config.commit_on_revoke {
             let offsets = self.positions(revoked.iter());
-            if let Err(e) =
-                commit_offsets(&self.control, &self.shared, &self.config.group_id, offsets).await
+            if let Err(e) = commit_offsets(
+                &self.control,
+                &self.shared,
+                &self.config.group_id,
+                offsets,
+                self.config.request_timeout,
+            )
+            .await
             {
                 warn!(group = %self.config.group_id, error = %e, "commit of revoked partitions failed");
             }
@@ -629,12 +684,21 @@ impl GroupConsumer {
         added: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, u64)>> {
         let wanted: BTreeSet<TopicPartition> = added.iter().cloned().collect();
-        let conn = self.control.get().await?;
-        let resp = conn
-            .offset_fetch(OffsetFetchRequest {
-                group_id: self.config.group_id.clone(),
-                topics: Some(to_wire(&wanted)),
-            })
+        let request = OffsetFetchRequest {
+            group_id: self.config.group_id.clone(),
+            topics: Some(to_wire(&wanted)),
+        };
+        let resp = self
+            .control
+            .call(
+                &self.config.group_id,
+                self.config.request_timeout,
+                |conn| {
+                    let request = request.clone();
+                    async move { conn.offset_fetch(request).await }
+                },
+                |resp| coordinator_code(resp.error),
+            )
             .await?;
         if resp.error != ErrorCode::None {
             return Err(ClientError::broker(resp.error));
@@ -708,8 +772,9 @@ impl Drop for GroupConsumer {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let control = Arc::clone(&self.control);
             let group_id = self.config.group_id.clone();
+            let give_up_after = self.config.request_timeout;
             runtime.spawn(async move {
-                if let Err(e) = leave(&control, &group_id, &member_id).await {
+                if let Err(e) = leave(&control, &group_id, &member_id, give_up_after).await {
                     debug!(group = %group_id, error = %e, "leave on drop failed");
                 }
             });
@@ -717,14 +782,26 @@ impl Drop for GroupConsumer {
     }
 }
 
-async fn leave(control: &BrokerLink, group_id: &str, member_id: &str) -> Result<()> {
+async fn leave(
+    control: &Coordinators,
+    group_id: &str,
+    member_id: &str,
+    give_up_after: Duration,
+) -> Result<()> {
+    let request = LeaveGroupRequest {
+        group_id: group_id.to_owned(),
+        member_id: member_id.to_owned(),
+    };
     let resp = control
-        .get()
-        .await?
-        .leave_group(LeaveGroupRequest {
-            group_id: group_id.to_owned(),
-            member_id: member_id.to_owned(),
-        })
+        .call(
+            group_id,
+            give_up_after,
+            |conn| {
+                let request = request.clone();
+                async move { conn.leave_group(request).await }
+            },
+            |resp| coordinator_code(resp.error),
+        )
         .await?;
     match resp.error {
         // Already expired or fenced: gone either way.
@@ -734,12 +811,15 @@ async fn leave(control: &BrokerLink, group_id: &str, member_id: &str) -> Result<
 }
 
 /// One OffsetCommit with the current member id and epoch, retried while
-/// the broker says the epoch is stale (a heartbeat moved it on).
+/// the broker says the epoch is stale (a heartbeat moved it on), and sent
+/// again to the coordinator found anew while the broker is not it (up to
+/// `give_up_after`).
 async fn commit_offsets(
-    control: &BrokerLink,
+    control: &Coordinators,
     shared: &GroupShared,
     group_id: &str,
     offsets: Vec<(TopicPartition, u64)>,
+    give_up_after: Duration,
 ) -> Result<()> {
     if offsets.is_empty() {
         return Ok(());
@@ -765,15 +845,27 @@ async fn commit_offsets(
             let m = shared.lock();
             (m.member_id.clone(), m.member_epoch)
         };
+        let request = OffsetCommitRequest {
+            group_id: group_id.to_owned(),
+            member_id,
+            member_epoch,
+            topics: topics.clone(),
+        };
         let resp = control
-            .get()
-            .await?
-            .offset_commit(OffsetCommitRequest {
-                group_id: group_id.to_owned(),
-                member_id,
-                member_epoch,
-                topics: topics.clone(),
-            })
+            .call(
+                group_id,
+                give_up_after,
+                |conn| {
+                    let request = request.clone();
+                    async move { conn.offset_commit(request).await }
+                },
+                |resp| {
+                    resp.topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .find_map(|p| coordinator_code(p.error))
+                },
+            )
             .await?;
         let failed = resp.topics.iter().find_map(|t| {
             t.partitions
@@ -798,7 +890,7 @@ async fn commit_offsets(
 /// Heartbeats until aborted: idle until subscribed, then at the interval,
 /// or at once when woken.
 async fn heartbeat_loop(
-    link: BrokerLink,
+    coordinator: Coordinators,
     shared: Arc<GroupShared>,
     settings: HeartbeatSettings,
     interval_max: Duration,
@@ -816,8 +908,26 @@ async fn heartbeat_loop(
             continue;
         };
         let sent_epoch = request.member_epoch;
-        let result = match link.get().await {
-            Ok(conn) => conn.consumer_group_heartbeat(request).await,
+        // Finding the coordinator is paced after failures (module docs).
+        let result = match coordinator.link(&settings.group_id).await {
+            Ok(link) => {
+                let result = match link.get().await {
+                    Ok(conn) => conn.consumer_group_heartbeat(request).await,
+                    Err(e) => Err(e),
+                };
+                match &result {
+                    Ok(resp) if is_coordinator_code(resp.error) => {
+                        let e = ClientError::broker(resp.error);
+                        coordinator.failed(&settings.group_id, &link, &e);
+                    }
+                    Ok(_) => coordinator.succeeded(),
+                    Err(e) if is_coordinator_error(e) => {
+                        coordinator.failed(&settings.group_id, &link, e)
+                    }
+                    Err(_) => {}
+                }
+                result
+            }
             Err(e) => Err(e),
         };
         let wait = on_heartbeat_response(&shared, result, sent_epoch, interval_max);

@@ -17,6 +17,9 @@
 //! - `cluster` (internal): the metadata cache (node addresses, partition
 //!   leaders and epochs) and one reconnecting link per broker node;
 //!   refreshes paced with backoff after leader errors.
+//! - `coordinator` (internal): finds each consumer group's coordinator
+//!   (FindCoordinator), one link per coordinator, found again (paced) when
+//!   a broker says it is not the coordinator or cannot be reached.
 //! - [`admin`]: create, delete, list and describe topics; list offsets;
 //!   list, describe, reset and delete consumer groups.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner.
@@ -32,6 +35,7 @@ pub mod admin;
 mod cluster;
 pub mod connection;
 pub mod consumer;
+mod coordinator;
 pub mod error;
 pub mod group;
 pub mod partitioner;

@@ -23,19 +23,9 @@ pub(crate) fn handle(shared: &Shared, request: MetadataRequest) -> MetadataRespo
     if let Some(cluster) = &shared.cluster {
         return handle_cluster(shared, cluster, request);
     }
-    // `validate()` checked both at start; the fallbacks cannot happen.
-    let node_id = i32::try_from(shared.config.node_id).unwrap_or(i32::MAX);
-    let (host, port) = shared
-        .config
-        .advertised_addr
-        .as_deref()
-        .and_then(|a| parse_host_port(a).ok())
-        .unwrap_or_else(|| (shared.local_addr.ip().to_string(), shared.local_addr.port()));
-    let brokers = vec![MetadataBroker {
-        node_id,
-        host,
-        port,
-    }];
+    let this = this_broker(shared);
+    let node_id = this.node_id;
+    let brokers = vec![this];
     let topics = match request.topics {
         None => shared
             .registry
@@ -67,6 +57,24 @@ pub(crate) fn handle(shared: &Shared, request: MetadataRequest) -> MetadataRespo
         brokers,
         controller_id: node_id,
         topics,
+    }
+}
+
+/// A lone broker as clients see it: its `--node-id` at its advertised
+/// address (the listener's address when none is configured).
+pub(crate) fn this_broker(shared: &Shared) -> MetadataBroker {
+    // `validate()` checked both at start; the fallbacks cannot happen.
+    let node_id = i32::try_from(shared.config.node_id).unwrap_or(i32::MAX);
+    let (host, port) = shared
+        .config
+        .advertised_addr
+        .as_deref()
+        .and_then(|a| parse_host_port(a).ok())
+        .unwrap_or_else(|| (shared.local_addr.ip().to_string(), shared.local_addr.port()));
+    MetadataBroker {
+        node_id,
+        host,
+        port,
     }
 }
 

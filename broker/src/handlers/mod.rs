@@ -8,6 +8,7 @@ pub(crate) mod api_versions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_topics;
 pub(crate) mod fetch;
+pub(crate) mod find_coordinator;
 pub(crate) mod groups;
 pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
@@ -44,6 +45,7 @@ pub(crate) fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteGroups => "delete_groups",
         ApiKey::ResetOffsets => "reset_offsets",
         ApiKey::InitProducerId => "init_producer_id",
+        ApiKey::FindCoordinator => "find_coordinator",
     }
 }
 
@@ -57,6 +59,18 @@ pub(crate) async fn dispatch(
     client_id: String,
     request: Request,
 ) -> HandlerOutput {
+    let refusal = match find_coordinator::coordinator(&shared) {
+        find_coordinator::Coordinator::Here => None,
+        find_coordinator::Coordinator::Elsewhere => Some(ErrorCode::NotCoordinator),
+        find_coordinator::Coordinator::Unknown => Some(ErrorCode::CoordinatorNotAvailable),
+    };
+    // A group API at a broker that does not coordinate the groups.
+    if let Some(response) =
+        refusal.and_then(|error| find_coordinator::not_coordinator(&request, error))
+    {
+        find_coordinator::count_refusal(&response);
+        return Some(response);
+    }
     let groups = &shared.groups;
     let topics = &*shared.registry;
     let response = match request {
@@ -69,6 +83,9 @@ pub(crate) async fn dispatch(
         Request::Fetch(r) => Response::Fetch(fetch::handle(&shared, r).await),
         Request::InitProducerId(r) => {
             Response::InitProducerId(init_producer_id::handle(&shared, r).await)
+        }
+        Request::FindCoordinator(r) => {
+            Response::FindCoordinator(find_coordinator::handle(&shared, r))
         }
         Request::ConsumerGroupHeartbeat(r) => {
             let resp = groups.heartbeat(&client_id, r, topics);

@@ -22,7 +22,7 @@ fn sample_or_zero(scrape: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-const IDS: [u32; 3] = [1, 2, 3];
+pub(crate) const IDS: [u32; 3] = [1, 2, 3];
 /// Bounds every wait on the cluster (elections, catch-up).
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -35,19 +35,19 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-struct Node {
+pub(crate) struct Node {
     dir: PathBuf,
     config: BrokerConfig,
-    handle: Option<BrokerHandle>,
+    pub(crate) handle: Option<BrokerHandle>,
 }
 
-struct TestCluster {
+pub(crate) struct TestCluster {
     _tmp: TempDir,
-    nodes: BTreeMap<u32, Node>,
+    pub(crate) nodes: BTreeMap<u32, Node>,
 }
 
 impl TestCluster {
-    async fn start() -> TestCluster {
+    pub(crate) async fn start() -> TestCluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let peers = IDS
             .iter()
@@ -81,7 +81,7 @@ impl TestCluster {
         cluster
     }
 
-    async fn restart(&mut self, id: u32) {
+    pub(crate) async fn restart(&mut self, id: u32) {
         let node = self.nodes.get_mut(&id).expect("node");
         assert!(node.handle.is_none(), "node {id} is running");
         node.handle = Some(
@@ -91,7 +91,7 @@ impl TestCluster {
         );
     }
 
-    async fn stop(&mut self, id: u32) {
+    pub(crate) async fn stop(&mut self, id: u32) {
         let handle = self
             .nodes
             .get_mut(&id)
@@ -100,11 +100,11 @@ impl TestCluster {
         handle.shutdown().await;
     }
 
-    fn addr(&self, id: u32) -> SocketAddr {
+    pub(crate) fn addr(&self, id: u32) -> SocketAddr {
         self.nodes[&id].config.listen
     }
 
-    async fn client(&self, id: u32) -> Client {
+    pub(crate) async fn client(&self, id: u32) -> Client {
         Client::connect(self.addr(id)).await
     }
 
@@ -116,7 +116,7 @@ impl TestCluster {
             .collect()
     }
 
-    async fn shutdown(mut self) -> TempDir {
+    pub(crate) async fn shutdown(mut self) -> TempDir {
         for id in self.running() {
             self.stop(id).await;
         }
@@ -148,7 +148,7 @@ async fn metadata(client: &mut Client, topic: Option<&str>) -> MetadataResponse 
 /// Asks broker `id` until `check` accepts its Metadata answer: the
 /// cluster's state is only observable through it (no event crosses the
 /// wire), so this polls, with a short pause, up to a deadline.
-async fn await_metadata<T>(
+pub(crate) async fn await_metadata<T>(
     cluster: &TestCluster,
     id: u32,
     topic: Option<&str>,
@@ -203,7 +203,7 @@ async fn new_producer_id(
     }
 }
 
-async fn create(
+pub(crate) async fn create(
     client: &mut Client,
     topic: &str,
     partitions: u32,

@@ -4,6 +4,7 @@
 mod bad_input;
 mod cluster;
 mod common;
+mod coordinator;
 mod hostile_common;
 mod hostile_connections;
 mod hostile_flood;

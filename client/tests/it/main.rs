@@ -17,6 +17,7 @@ mod fetch_fairness;
 mod group_admin;
 mod group_at_least_once;
 mod group_churn;
+mod group_cluster;
 mod group_epoch;
 mod group_harness;
 mod group_no_overlap;

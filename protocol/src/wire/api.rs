@@ -39,6 +39,8 @@ pub enum ApiKey {
     /// Get a producer id and epoch for an idempotent producer, or bump the
     /// epoch of one (KIP-360), which fences the older session.
     InitProducerId = 18,
+    /// Which broker coordinates a consumer group.
+    FindCoordinator = 19,
 }
 
 impl ApiKey {
@@ -60,6 +62,7 @@ impl ApiKey {
         ApiKey::DeleteGroups,
         ApiKey::ResetOffsets,
         ApiKey::InitProducerId,
+        ApiKey::FindCoordinator,
     ];
 
     /// The number sent on the wire.
@@ -86,6 +89,7 @@ impl ApiKey {
             16 => ApiKey::DeleteGroups,
             17 => ApiKey::ResetOffsets,
             18 => ApiKey::InitProducerId,
+            19 => ApiKey::FindCoordinator,
             other => return Err(WireError::UnknownApiKey(other)),
         })
     }
@@ -145,6 +149,7 @@ pub const SUPPORTED_APIS: &[ApiVersionRange] = &[
     supported(ApiKey::DeleteGroups, 0, 0),
     supported(ApiKey::ResetOffsets, 0, 0),
     supported(ApiKey::InitProducerId, 0, 0),
+    supported(ApiKey::FindCoordinator, 0, 0),
 ];
 
 const fn supported(key: ApiKey, min: u16, max: u16) -> ApiVersionRange {

@@ -19,11 +19,12 @@ use super::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest,
     ConsumerGroupHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest,
     DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
-    InitProducerIdResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    ProduceRequest, ProduceResponse, ResetOffsetsRequest, ResetOffsetsResponse, WireError,
+    DescribeGroupsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
+    ResetOffsetsRequest, ResetOffsetsResponse, WireError,
 };
 
 /// Size of the `u32` length prefix before every frame.
@@ -118,6 +119,7 @@ pub enum Request {
     DeleteGroups(DeleteGroupsRequest),
     ResetOffsets(ResetOffsetsRequest),
     InitProducerId(InitProducerIdRequest),
+    FindCoordinator(FindCoordinatorRequest),
 }
 
 /// A decoded response body of any implemented API.
@@ -139,6 +141,7 @@ pub enum Response {
     DeleteGroups(DeleteGroupsResponse),
     ResetOffsets(ResetOffsetsResponse),
     InitProducerId(InitProducerIdResponse),
+    FindCoordinator(FindCoordinatorResponse),
 }
 
 /// Fails with [`WireError::TrailingBytes`] unless the body was consumed.
@@ -168,6 +171,7 @@ impl Request {
             Request::DeleteGroups(_) => ApiKey::DeleteGroups,
             Request::ResetOffsets(_) => ApiKey::ResetOffsets,
             Request::InitProducerId(_) => ApiKey::InitProducerId,
+            Request::FindCoordinator(_) => ApiKey::FindCoordinator,
         }
     }
 
@@ -196,6 +200,9 @@ impl Request {
             ApiKey::DeleteGroups => Request::DeleteGroups(DeleteGroupsRequest::decode(body)?),
             ApiKey::ResetOffsets => Request::ResetOffsets(ResetOffsetsRequest::decode(body)?),
             ApiKey::InitProducerId => Request::InitProducerId(InitProducerIdRequest::decode(body)?),
+            ApiKey::FindCoordinator => {
+                Request::FindCoordinator(FindCoordinatorRequest::decode(body)?)
+            }
         };
         expect_end(body)?;
         Ok(request)
@@ -221,6 +228,7 @@ impl Encode for Request {
             Request::DeleteGroups(r) => r.encode_to(e),
             Request::ResetOffsets(r) => r.encode_to(e),
             Request::InitProducerId(r) => r.encode_to(e),
+            Request::FindCoordinator(r) => r.encode_to(e),
         }
     }
 }
@@ -244,6 +252,7 @@ impl Response {
             Response::DeleteGroups(_) => ApiKey::DeleteGroups,
             Response::ResetOffsets(_) => ApiKey::ResetOffsets,
             Response::InitProducerId(_) => ApiKey::InitProducerId,
+            Response::FindCoordinator(_) => ApiKey::FindCoordinator,
         }
     }
 
@@ -275,6 +284,9 @@ impl Response {
             ApiKey::InitProducerId => {
                 Response::InitProducerId(InitProducerIdResponse::decode(body)?)
             }
+            ApiKey::FindCoordinator => {
+                Response::FindCoordinator(FindCoordinatorResponse::decode(body)?)
+            }
         };
         expect_end(body)?;
         Ok(response)
@@ -300,6 +312,7 @@ impl Encode for Response {
             Response::DeleteGroups(r) => r.encode_to(e),
             Response::ResetOffsets(r) => r.encode_to(e),
             Response::InitProducerId(r) => r.encode_to(e),
+            Response::FindCoordinator(r) => r.encode_to(e),
         }
     }
 }

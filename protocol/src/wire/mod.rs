@@ -55,7 +55,8 @@
 //!
 //! See [`ApiKey`] for the numbers and [`SUPPORTED_APIS`] for the version
 //! ranges (all APIs are at version 0 for now). Keys 10..=17 are the
-//! consumer group APIs; 18 is the idempotent producer's InitProducerId.
+//! consumer group APIs; 18 is the idempotent producer's InitProducerId;
+//! 19 (FindCoordinator) names the broker that coordinates a group.
 //!
 //! # Bodies (version 0)
 //!
@@ -179,6 +180,10 @@
 //! InitProducerId (18)
 //!   request  = i64 producer_id | i16 producer_epoch          -1, -1 = a new id
 //!   response = error | i64 producer_id | i16 producer_epoch
+//!
+//! FindCoordinator (19)
+//!   request  = string key (the group id) | u8 key_type (0 = group, the only one)
+//!   response = error | i32 node_id (-1 with an error) | string host | u16 port
 //! ```
 //!
 //! # Zero copy
@@ -215,6 +220,7 @@ pub mod describe_groups;
 pub mod error;
 pub mod error_code;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod frame;
 pub mod group_heartbeat;
 pub mod init_producer_id;
@@ -243,6 +249,9 @@ pub use error_code::ErrorCode;
 pub use fetch::{
     FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopic,
     FetchTopicResponse,
+};
+pub use find_coordinator::{
+    FindCoordinatorRequest, FindCoordinatorResponse, COORDINATOR_KEY_GROUP, NO_NODE_ID,
 };
 pub use frame::{
     decode_frame_length, encode_produce_frame_vectored, encode_request_frame,

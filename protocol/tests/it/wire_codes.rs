@@ -95,7 +95,7 @@ fn wire_api_keys_are_pinned() {
         (6, ApiKey::Fetch), (10, ApiKey::ConsumerGroupHeartbeat), (11, ApiKey::LeaveGroup),
         (12, ApiKey::OffsetCommit), (13, ApiKey::OffsetFetch), (14, ApiKey::ListGroups),
         (15, ApiKey::DescribeGroups), (16, ApiKey::DeleteGroups), (17, ApiKey::ResetOffsets),
-        (18, ApiKey::InitProducerId),
+        (18, ApiKey::InitProducerId), (19, ApiKey::FindCoordinator),
     ];
     assert_eq!(ApiKey::ALL.len(), keys.len());
     for (&(code, key), &listed) in keys.iter().zip(ApiKey::ALL) {
@@ -128,7 +128,8 @@ fn wire_api_keys_are_pinned() {
             (15, 0, 0),
             (16, 0, 0),
             (17, 0, 0),
-            (18, 0, 0)
+            (18, 0, 0),
+            (19, 0, 0)
         ]
     );
 }

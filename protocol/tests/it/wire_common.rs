@@ -293,6 +293,21 @@ pub fn init_producer_id_response() -> impl Strategy<Value = InitProducerIdRespon
     })
 }
 
+pub fn find_coordinator_request() -> impl Strategy<Value = FindCoordinatorRequest> {
+    (string(), any::<u8>()).prop_map(|(key, key_type)| FindCoordinatorRequest { key, key_type })
+}
+
+pub fn find_coordinator_response() -> impl Strategy<Value = FindCoordinatorResponse> {
+    (error_code(), any::<i32>(), string(), any::<u16>()).prop_map(|(error, node_id, host, port)| {
+        FindCoordinatorResponse {
+            error,
+            node_id,
+            host,
+            port,
+        }
+    })
+}
+
 pub fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         api_versions_request().prop_map(Request::ApiVersions),
@@ -303,6 +318,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         produce_request().prop_map(Request::Produce),
         fetch_request().prop_map(Request::Fetch),
         init_producer_id_request().prop_map(Request::InitProducerId),
+        find_coordinator_request().prop_map(Request::FindCoordinator),
     ]
 }
 
@@ -316,6 +332,7 @@ pub fn response() -> impl Strategy<Value = Response> {
         produce_response().prop_map(Response::Produce),
         fetch_response().prop_map(Response::Fetch),
         init_producer_id_response().prop_map(Response::InitProducerId),
+        find_coordinator_response().prop_map(Response::FindCoordinator),
     ]
 }
 

@@ -111,7 +111,7 @@ fn wire_string_and_blob_lengths_checked_against_remaining_bytes() {
 
 #[test]
 fn wire_unknown_api_key_is_typed() {
-    for key in [7u16, 8, 9, 19, 999, u16::MAX] {
+    for key in [7u16, 8, 9, 20, 999, u16::MAX] {
         let mut frame = BytesMut::new();
         frame.put_u16_le(key);
         frame.put_u16_le(0);

@@ -113,6 +113,49 @@ body_roundtrip!(
     fetch_response(),
     Bytes
 );
+body_roundtrip!(
+    wire_find_coordinator_request_body,
+    FindCoordinatorRequest,
+    find_coordinator_request(),
+    BytesMut
+);
+body_roundtrip!(
+    wire_find_coordinator_response_body,
+    FindCoordinatorResponse,
+    find_coordinator_response(),
+    Bytes
+);
+
+/// FindCoordinator's bytes, pinned.
+#[test]
+fn wire_find_coordinator_layout() {
+    let mut buf = BytesMut::new();
+    FindCoordinatorRequest {
+        key: "g1".into(),
+        key_type: COORDINATOR_KEY_GROUP,
+    }
+    .encode(&mut buf)
+    .expect("fits");
+    assert_eq!(&buf[..], &[2, 0, b'g', b'1', 0][..]);
+    let mut buf = BytesMut::new();
+    let response = FindCoordinatorResponse {
+        error: ErrorCode::None,
+        node_id: 2,
+        host: "h".into(),
+        port: 9092,
+    };
+    response.encode(&mut buf).expect("fits");
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        0, 0,                       // error None
+        2, 0, 0, 0,                 // node_id
+        1, 0, b'h',                 // host
+        0x84, 0x23,                 // port 9092
+    ];
+    assert_eq!(&buf[..], expected);
+    let decoded = FindCoordinatorResponse::decode(&mut buf.freeze()).expect("decodes");
+    assert_eq!(decoded, response);
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(WIRE_CASES))]
