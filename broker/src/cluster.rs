@@ -466,14 +466,9 @@ impl Cluster {
                         Ok(_) => {}
                         Err(e) => tracing::debug!(error = %e, "broker registration not taken yet"),
                     }
-                    if *shutdown.borrow() {
+                    if !pause_unless_stopped(&mut shutdown).await {
                         return;
                     }
-                    let _ = tokio::time::timeout(
-                        Duration::from_millis(200),
-                        crate::shutdown::stopped(&mut shutdown),
-                    )
-                    .await;
                 }
             }
         };
@@ -489,14 +484,9 @@ impl Cluster {
                             tracing::debug!(error = %e, "lone broker topics not imported yet")
                         }
                     }
-                    if *shutdown.borrow() {
+                    if !pause_unless_stopped(&mut shutdown).await {
                         return;
                     }
-                    let _ = tokio::time::timeout(
-                        Duration::from_millis(200),
-                        crate::shutdown::stopped(&mut shutdown),
-                    )
-                    .await;
                 }
             }
         };
@@ -821,6 +811,19 @@ impl Cluster {
             tracing::warn!(error = %e, "flushing the controller log failed");
         }
     }
+}
+
+/// How long a retried controller write waits before its next try.
+const CONTROLLER_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Waits [`CONTROLLER_RETRY_PAUSE`]; false if the broker is stopping.
+async fn pause_unless_stopped(shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::time::timeout(CONTROLLER_RETRY_PAUSE, crate::shutdown::stopped(shutdown))
+        .await
+        .is_err()
 }
 
 /// Replicas of each of `partitions` partitions: `factor` consecutive

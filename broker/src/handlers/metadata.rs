@@ -37,19 +37,7 @@ pub(crate) fn handle(shared: &Shared, request: MetadataRequest) -> MetadataRespo
             .into_iter()
             .map(|name| match shared.registry.get(&name) {
                 Some(t) => describe(&t, node_id),
-                None => {
-                    let error = if validate_topic_name(&name).is_err() {
-                        ErrorCode::InvalidTopic
-                    } else {
-                        ErrorCode::UnknownTopicOrPartition
-                    };
-                    count_error(API, error);
-                    MetadataTopic {
-                        error,
-                        name,
-                        partitions: Vec::new(),
-                    }
-                }
+                None => unknown_topic(name),
             })
             .collect(),
     };
@@ -133,19 +121,7 @@ fn handle_cluster(
     let topics = names
         .into_iter()
         .map(|name| match metadata.topics.get(&name) {
-            None => {
-                let error = if validate_topic_name(&name).is_err() {
-                    ErrorCode::InvalidTopic
-                } else {
-                    ErrorCode::UnknownTopicOrPartition
-                };
-                count_error(API, error);
-                MetadataTopic {
-                    error,
-                    name,
-                    partitions: Vec::new(),
-                }
-            }
+            None => unknown_topic(name),
             Some(spec) => {
                 let hosted = shared.registry.get(&name);
                 let partitions = spec
@@ -213,5 +189,21 @@ fn handle_cluster(
         brokers,
         controller_id,
         topics,
+    }
+}
+
+/// The answer for a topic that does not exist (or whose name is invalid),
+/// counted.
+fn unknown_topic(name: String) -> MetadataTopic {
+    let error = if validate_topic_name(&name).is_err() {
+        ErrorCode::InvalidTopic
+    } else {
+        ErrorCode::UnknownTopicOrPartition
+    };
+    count_error(API, error);
+    MetadataTopic {
+        error,
+        name,
+        partitions: Vec::new(),
     }
 }
