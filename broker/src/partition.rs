@@ -275,11 +275,9 @@ impl Partition {
         let Some(r) = &self.replication else {
             return Ok(self.log.read(offset, max_bytes)?);
         };
-        let status = r.replica.status();
-        if !status.is_leader {
-            return Err(PartitionError::NotLeader {
-                leader: status.leader,
-            });
+        let (leads, leader) = r.replica.leadership();
+        if !leads {
+            return Err(PartitionError::NotLeader { leader });
         }
         let hw = *r.replica.high_watermark().borrow();
         if offset > hw {
@@ -300,10 +298,8 @@ impl Partition {
     /// `Ok` if this broker serves the partition's clients: always with one
     /// replica, on the leader only with several.
     pub fn check_leader(&self) -> Result<(), PartitionError> {
-        match self.replica_status() {
-            Some(status) if !status.is_leader => Err(PartitionError::NotLeader {
-                leader: status.leader,
-            }),
+        match self.replica().map(PartitionReplica::leadership) {
+            Some((false, leader)) => Err(PartitionError::NotLeader { leader }),
             _ => Ok(()),
         }
     }
@@ -406,11 +402,9 @@ async fn append_replicated(
     let records = u64::from(header.record_count);
     let (base, commit) = {
         let _order = order.lock().await;
-        let status = replica.status();
-        if !status.is_leader {
-            return Err(PartitionError::NotLeader {
-                leader: status.leader,
-            });
+        let (leads, leader) = replica.leadership();
+        if !leads {
+            return Err(PartitionError::NotLeader { leader });
         }
         if let Some(kept) = log.check_producer(&header)? {
             drop(_order);

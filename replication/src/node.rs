@@ -385,21 +385,10 @@ impl PartitionReplica {
     /// election) waits for a fresh acknowledgement up to one election
     /// timeout, then answers [`AppendError::NoQuorum`].
     pub async fn append(&self, batch: Bytes, wait: AppendWait) -> Result<u64, AppendError> {
-        let batch = RaftBatch::new(batch).map_err(|e| AppendError::Invalid(e.to_string()))?;
-        let deadline = tokio::time::Instant::now() + self.election_timeout;
-        loop {
-            if self.lease_lapsed() && !self.await_quorum_ack(deadline).await {
-                return Err(AppendError::NoQuorum);
-            }
-            match self.append_once(batch.clone(), wait).await {
-                Err(Refusal::LeaseExpired) => {
-                    if !self.await_quorum_ack(deadline).await {
-                        return Err(AppendError::NoQuorum);
-                    }
-                }
-                Err(Refusal::Other(e)) => return Err(e),
-                Ok(base) => return Ok(base),
-            }
+        let (base, commit) = self.append_staged(batch).await?;
+        match wait {
+            AppendWait::Appended => Ok(base),
+            AppendWait::Committed => commit.await,
         }
     }
 
@@ -416,7 +405,7 @@ impl PartitionReplica {
                 return Err(AppendError::NoQuorum);
             }
             let (tag, appended) = self.waiters.register();
-            let forget = ForgetOwned {
+            let forget = Forget {
                 waiters: Arc::clone(&self.waiters),
                 tag,
             };
@@ -489,9 +478,20 @@ impl PartitionReplica {
     fn lease_lapsed(&self) -> bool {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
-        m.state == ServerState::Leader
-            && m.last_quorum_acked
-                .is_none_or(|at| at.elapsed() > self.election_timeout)
+        m.state == ServerState::Leader && self.lapsed(m.last_quorum_acked.map(|at| at.elapsed()))
+    }
+
+    /// No majority acknowledged this leader within the election timeout.
+    fn lapsed(&self, since_quorum_ack: Option<Duration>) -> bool {
+        since_quorum_ack.is_none_or(|d| d > self.election_timeout)
+    }
+
+    /// Whether this replica leads, and the leader it knows of: the cheap
+    /// part of [`PartitionReplica::status`], for every append and read.
+    pub fn leadership(&self) -> (bool, Option<u64>) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        (m.state == ServerState::Leader, m.current_leader)
     }
 
     /// Resolves once this replica can no longer commit what it appended as
@@ -510,10 +510,7 @@ impl PartitionReplica {
                 if m.state != ServerState::Leader {
                     return;
                 }
-                let lapsed = m
-                    .last_quorum_acked
-                    .is_none_or(|at| at.elapsed() > self.election_timeout);
-                if lapsed {
+                if self.lapsed(m.last_quorum_acked.map(|at| at.elapsed())) {
                     return;
                 }
             }
@@ -545,51 +542,6 @@ impl PartitionReplica {
             match tokio::time::timeout_at(deadline, metrics.changed()).await {
                 Ok(Ok(())) => {}
                 _ => return false,
-            }
-        }
-    }
-
-    async fn append_once(&self, batch: RaftBatch, wait: AppendWait) -> Result<u64, Refusal> {
-        let applied = |resp: openraft::raft::ClientWriteResponse<TypeConfig>| {
-            resp.data.base_offset.ok_or_else(|| {
-                Refusal::Other(AppendError::Stopped(
-                    "a data entry was applied without an offset".into(),
-                ))
-            })
-        };
-        match wait {
-            AppendWait::Committed => match self.raft.client_write(batch).await {
-                Ok(resp) => applied(resp),
-                Err(RaftError::APIError(e)) => Err(client_write_error(e)),
-                Err(RaftError::Fatal(f)) => {
-                    Err(Refusal::Other(AppendError::Stopped(f.to_string())))
-                }
-            },
-            AppendWait::Appended => {
-                let (tag, appended) = self.waiters.register();
-                let _forget = Forget {
-                    waiters: &self.waiters,
-                    tag,
-                };
-                let (responder, _committed, done) = ProgressResponder::<TypeConfig, _>::new();
-                if let Err(e) = self
-                    .raft
-                    .client_write_ff(batch.tagged(tag), Some(responder))
-                    .await
-                {
-                    return Err(Refusal::Other(AppendError::Stopped(e.to_string())));
-                }
-                tokio::select! {
-                    biased;
-                    Ok(base) = appended => Ok(base),
-                    result = done => match result {
-                        Ok(Ok(resp)) => applied(resp),
-                        Ok(Err(e)) => Err(client_write_error(e)),
-                        Err(_) => Err(Refusal::Other(AppendError::Stopped(
-                            "the raft core dropped the write".into(),
-                        ))),
-                    },
-                }
             }
         }
     }
@@ -693,6 +645,7 @@ impl PartitionReplica {
     pub fn status(&self) -> ReplicaStatus {
         let m = self.raft.metrics().borrow_watched().clone();
         let is_leader = m.state == ServerState::Leader;
+        let since_quorum_ack = m.last_quorum_acked.map(|at| at.elapsed());
         let replicas: Vec<u64> = m.membership_config.membership().voter_ids().collect();
         let mut in_sync = Vec::new();
         if is_leader {
@@ -723,10 +676,8 @@ impl PartitionReplica {
             committed_index: m.cluster_committed.map(|c| c.index),
             in_sync,
             replicas,
-            since_quorum_ack: m.last_quorum_acked.map(|at| at.elapsed()),
-            lease_lapsed: is_leader
-                && m.last_quorum_acked
-                    .is_none_or(|at| at.elapsed() > self.election_timeout),
+            since_quorum_ack,
+            lease_lapsed: is_leader && self.lapsed(since_quorum_ack),
             matched: m
                 .replication
                 .as_ref()
@@ -756,23 +707,13 @@ impl PartitionReplica {
     }
 }
 
-struct ForgetOwned {
+/// Removes a tag's waiter however the append ends.
+struct Forget {
     waiters: Arc<AppendWaiters>,
     tag: u64,
 }
 
-impl Drop for ForgetOwned {
-    fn drop(&mut self) {
-        self.waiters.forget(self.tag);
-    }
-}
-
-struct Forget<'a> {
-    waiters: &'a AppendWaiters,
-    tag: u64,
-}
-
-impl Drop for Forget<'_> {
+impl Drop for Forget {
     fn drop(&mut self) {
         self.waiters.forget(self.tag);
     }
