@@ -59,7 +59,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ReplicationError;
 use crate::state_file::{self, Anchor, PersistedState};
-use crate::types::{check_data_batch, Entry, LogId, Membership, RaftBatch, TypeConfig, Vote};
+use crate::types::{Entry, LogId, Membership, RaftBatch, TypeConfig, Vote};
 
 /// Bytes asked of `PartitionLog::read` per call when scanning or reading
 /// entries (it returns at least one whole batch).
@@ -528,7 +528,12 @@ fn scan(shared: &Shared, from: u64, end: u64) -> Result<VecDeque<Slot>, Replicat
 fn encode_entry(entry: &Entry) -> Result<BytesMut, ReplicationError> {
     let control = match &entry.payload {
         EntryPayload::Normal(data) => {
-            check_data_batch(data.as_bytes())?;
+            // Only what `append_replica` cannot know: that this is not a
+            // control batch. Length and CRC are checked there, once (the
+            // leader checked them before the entry entered Raft too).
+            if BatchHeader::parse(data.as_bytes())?.is_control() {
+                return Err(ReplicationError::ControlBatchAsData);
+            }
             // Takes the buffer over if the entry held the only reference;
             // else one copy, since stamping writes into it.
             return Ok(BytesMut::from(data.as_bytes().clone()));
