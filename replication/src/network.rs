@@ -17,13 +17,17 @@
 //! text; a request for a group this broker does not host is a transport
 //! error (the sender's Raft backs off and retries).
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use openraft::async_runtime::WatchReceiver;
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::v2::RaftNetworkV2;
@@ -33,7 +37,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft::{OptionalSend, Raft};
+use openraft::{OptionalSend, Raft, ServerState};
 use rill_protocol::peer::{GroupId, PeerRpc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -324,13 +328,96 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
 /// The data partition Raft of this crate.
 pub type PartitionRaft = Raft<TypeConfig, DataStateMachine>;
 
-/// Hands each request that arrives to its group's Raft.
-#[derive(Debug, Default)]
+/// Hands each request that arrives to its group's Raft, and starts the
+/// elections a leader's vanished connection calls for (module docs,
+/// "A leader's death").
+#[derive(Debug)]
 pub struct RaftRouter {
     groups: RwLock<HashMap<GroupId, PartitionRaft>>,
+    /// Per peer node: its connections to this one that are open, and
+    /// whether the last of them has ended since it connected.
+    peers: Arc<Mutex<HashMap<u64, PeerLink>>>,
+    /// An election a peer's loss calls for starts after a random pause
+    /// below this, so that the group's other followers rarely start theirs
+    /// at the same moment and split the vote.
+    election_jitter: Duration,
+    /// Random per router: the pauses differ between brokers.
+    jitter_seed: RandomState,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerLink {
+    open: u32,
+    gone: bool,
 }
 
 impl RaftRouter {
+    /// A router whose peer-loss elections start within `election_jitter`.
+    pub fn new(election_jitter: Duration) -> Self {
+        RaftRouter {
+            groups: RwLock::default(),
+            peers: Arc::default(),
+            election_jitter,
+            jitter_seed: RandomState::new(),
+        }
+    }
+
+    /// Whether every connection `node` had opened to this broker has
+    /// ended and it has not connected again: its process is gone (or cut
+    /// off from this broker), so no lease of its binds this broker's vote.
+    pub fn peer_gone(&self, node: u64) -> bool {
+        gone(&self.peers, node)
+    }
+
+    /// Starts, after a random pause, an election in each group this
+    /// broker follows whose leader is `node`, if by then it still is and
+    /// is still gone.
+    fn elect_without(&self, node: u64) {
+        let followed: Vec<(GroupId, PartitionRaft)> = read(&self.groups)
+            .iter()
+            .filter(|(_, raft)| {
+                let m = raft.metrics();
+                let m = m.borrow_watched();
+                m.current_leader == Some(node) && m.state == ServerState::Follower
+            })
+            .map(|(g, r)| (g.clone(), r.clone()))
+            .collect();
+        for (group, raft) in followed {
+            let pause = self.jitter(&group);
+            let peers = Arc::clone(&self.peers);
+            tokio::spawn(async move {
+                tokio::time::sleep(pause).await;
+                let still = {
+                    let m = raft.metrics();
+                    let m = m.borrow_watched();
+                    m.current_leader == Some(node) && m.state == ServerState::Follower
+                };
+                if !still || !gone(&peers, node) {
+                    return;
+                }
+                tracing::info!(
+                    ?group,
+                    leader = node,
+                    "the leader's connection ended; starting an election"
+                );
+                ::metrics::counter!(PEER_LOSS_ELECTIONS_TOTAL).increment(1);
+                if let Err(e) = raft.trigger().elect(false).await {
+                    tracing::debug!(?group, error = %e, "election not started");
+                }
+            });
+        }
+    }
+
+    fn jitter(&self, group: &GroupId) -> Duration {
+        let mut h = self.jitter_seed.build_hasher();
+        group.hash(&mut h);
+        std::time::Instant::now().hash(&mut h);
+        let max = u64::try_from(self.election_jitter.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Duration::from_micros(h.finish() % max)
+    }
+
     pub fn insert(&self, group: GroupId, raft: PartitionRaft) {
         write(&self.groups).insert(group, raft);
     }
@@ -344,6 +431,18 @@ impl RaftRouter {
         write(&self.groups).clear();
     }
 }
+
+fn gone(peers: &Mutex<HashMap<u64, PeerLink>>, node: u64) -> bool {
+    lock(peers).get(&node).is_some_and(|l| l.gone)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Single inserts and field updates: a panic while held leaves it whole.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counts the elections started because a leader's connection ended.
+pub const PEER_LOSS_ELECTIONS_TOTAL: &str = "rill_peer_loss_elections_total";
 
 fn answer<T: Serialize, E: std::fmt::Display>(
     what: &'static str,
@@ -361,6 +460,10 @@ impl PeerHandler for RaftRouter {
         payload: Bytes,
     ) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send + 'static>> {
         let raft = read(&self.groups).get(&group).cloned();
+        let leader_gone = raft.as_ref().is_some_and(|raft| {
+            let leader = raft.metrics().borrow_watched().current_leader;
+            leader.is_some_and(|l| l != from && self.peer_gone(l))
+        });
         Box::pin(async move {
             let Some(raft) = raft else {
                 return Err(format!(
@@ -374,7 +477,13 @@ impl PeerHandler for RaftRouter {
                     answer("append entries", raft.append_entries(req).await)
                 }
                 PeerRpc::Vote => {
-                    let m: VoteMessage = decode("vote", &payload).map_err(|e| e.to_string())?;
+                    let mut m: VoteMessage = decode("vote", &payload).map_err(|e| e.to_string())?;
+                    if !m.pre && leader_gone {
+                        // The lease protects a leader that may still be
+                        // serving; this one's connection is gone (module
+                        // docs): vote on the log alone, as for a transfer.
+                        m.rpc.leadership_transfer = true;
+                    }
                     if m.pre {
                         answer("pre-vote", raft.pre_vote(m.rpc).await)
                     } else {
@@ -407,5 +516,25 @@ impl PeerHandler for RaftRouter {
                 }
             }
         })
+    }
+
+    fn peer_connected(&self, from: u64) {
+        let mut peers = lock(&self.peers);
+        let link = peers.entry(from).or_default();
+        link.open = link.open.saturating_add(1);
+        link.gone = false;
+    }
+
+    fn peer_disconnected(&self, from: u64) {
+        let now_gone = {
+            let mut peers = lock(&self.peers);
+            let link = peers.entry(from).or_default();
+            link.open = link.open.saturating_sub(1);
+            link.gone = link.open == 0;
+            link.gone
+        };
+        if now_gone {
+            self.elect_without(from);
+        }
     }
 }

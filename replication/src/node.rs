@@ -86,7 +86,10 @@ impl ReplicationNode {
             duration_ms(config.election_timeout),
             duration_ms(config.heartbeat),
         )?);
-        let router = Arc::new(RaftRouter::default());
+        // A peer-loss election waits a random part of one heartbeat: long
+        // enough apart that the first candidate's vote request usually
+        // reaches the other followers before they start their own.
+        let router = Arc::new(RaftRouter::new(config.heartbeat));
         let addrs = Arc::new(RwLock::new(config.peers.clone()));
         let members = Arc::clone(&addrs);
         let listener = PeerListener::bind(

@@ -107,6 +107,14 @@ pub trait PeerHandler: Send + Sync + 'static {
         rpc: PeerRpc,
         payload: Bytes,
     ) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send + 'static>>;
+
+    /// Node `from` opened a connection to this one (its hello was taken).
+    fn peer_connected(&self, _from: u64) {}
+
+    /// A connection node `from` had opened to this one ended: it closed
+    /// it, its process died (the kernel closes a killed process's
+    /// sockets), or it sent something this side refused.
+    fn peer_disconnected(&self, _from: u64) {}
 }
 
 /// Which node ids may connect (the cluster's current brokers).
@@ -366,6 +374,7 @@ async fn serve(
         }
     }
     tracing::debug!(%peer, node = from, "peer connected");
+    handler.peer_connected(from);
 
     let (out_tx, out_rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE_FRAMES);
     let writer_task = tokio::spawn(write_loop(writer, out_rx));
@@ -418,6 +427,7 @@ async fn serve(
             }
         }
     }
+    handler.peer_disconnected(from);
     drop(groups);
     drop(out_tx);
     // Requests already taken are answered (the peer may still read them);

@@ -46,7 +46,10 @@ fn open_log(dir: &Path) -> Arc<PartitionLog> {
     Arc::new(PartitionLog::open(&dir.join("orders-0"), config(), backend).expect("open log"))
 }
 
-async fn start_node(id: u64, listen: &str) -> ReplicationNode {
+/// The election timeout of most tests.
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+
+async fn start_node(id: u64, listen: &str, election_timeout: Duration) -> ReplicationNode {
     ReplicationNode::start(NodeConfig {
         identity: PeerIdentity {
             cluster_id: CLUSTER,
@@ -54,7 +57,7 @@ async fn start_node(id: u64, listen: &str) -> ReplicationNode {
         },
         listen: listen.parse().expect("addr"),
         peers: BTreeMap::from([(id, listen.to_string())]),
-        election_timeout: Duration::from_millis(1000),
+        election_timeout,
         heartbeat: Duration::from_millis(100),
         request_timeout: Duration::from_secs(2),
     })
@@ -64,12 +67,17 @@ async fn start_node(id: u64, listen: &str) -> ReplicationNode {
 
 struct Cluster {
     _tmp: TempDir,
+    election_timeout: Duration,
     addrs: BTreeMap<u64, String>,
     members: BTreeMap<u64, Member>,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(ELECTION_TIMEOUT).await
+    }
+
+    async fn start_with(election_timeout: Duration) -> Cluster {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -77,7 +85,7 @@ impl Cluster {
         let tmp = tempdir();
         let mut nodes = BTreeMap::new();
         for id in IDS {
-            nodes.insert(id, start_node(id, "127.0.0.1:0").await);
+            nodes.insert(id, start_node(id, "127.0.0.1:0", election_timeout).await);
         }
         let addrs: BTreeMap<u64, String> = nodes
             .iter()
@@ -111,6 +119,7 @@ impl Cluster {
         }
         Cluster {
             _tmp: tmp,
+            election_timeout,
             addrs,
             members,
         }
@@ -148,7 +157,7 @@ impl Cluster {
     /// Starts member `id` again on its old address over `dir` (as left, or
     /// wiped).
     async fn restart(&mut self, id: u64, dir: PathBuf) {
-        let node = start_node(id, &self.addrs[&id]).await;
+        let node = start_node(id, &self.addrs[&id], self.election_timeout).await;
         for (peer, addr) in &self.addrs {
             node.add_peer(*peer, addr.clone());
         }
@@ -338,6 +347,83 @@ async fn cluster_failover_keeps_every_committed_write_and_a_restarted_replica_ca
         .filter(|b| !b.2)
         .skip(20)
         .all(|b| u64::from(b.1) == term));
+}
+
+/// Without a heartbeat for an election timeout the followers would elect
+/// only after the old leader's lease (the longest election timeout, here
+/// two minutes) ran out: far beyond [`DEADLINE`]. The leader's connections
+/// ending is what lets them elect at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_a_leaders_closed_connections_start_an_election_without_waiting_out_its_lease() {
+    let mut c = Cluster::start_with(Duration::from_secs(60)).await;
+    let first = c.leader().await;
+    c.members[&first]
+        .replica
+        .append(batch(1, 2), AppendWait::Committed)
+        .await
+        .expect("committed");
+    let term = c.members[&first].replica.status().term;
+    let _dir = c.stop(first).await;
+    let second = c.leader().await;
+    assert_ne!(second, first);
+    let status = c.members[&second].replica.status();
+    assert!(
+        status.term > term,
+        "a new term: {} after {term}",
+        status.term
+    );
+    c.members[&second]
+        .replica
+        .append(batch(2, 2), AppendWait::Committed)
+        .await
+        .expect("the new leader commits with the one follower left");
+    let end = c.members[&second].log.log_end_offset();
+    let values = data_values(&c.members[&second].log, end);
+    assert_eq!(values.len(), 2, "both batches, once each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_leadership_moves_to_the_replica_it_is_handed_to() {
+    let mut c = Cluster::start().await;
+    let first = c.leader().await;
+    c.members[&first]
+        .replica
+        .append(batch(1, 2), AppendWait::Committed)
+        .await
+        .expect("committed");
+    let to = IDS
+        .into_iter()
+        .find(|&id| id != first)
+        .expect("another replica");
+    // openraft hands over only to a replica that holds the leader's log.
+    c.all_at(c.members[&first].log.log_end_offset()).await;
+    c.members[&first]
+        .replica
+        .transfer_leader(to)
+        .await
+        .expect("transfer started");
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let mut changes = c.members[&to].replica.changes();
+            if c.leader().await == to {
+                break;
+            }
+            let _ = changes.changed().await;
+        }
+    })
+    .await
+    .expect("the named replica leads in time");
+    c.members[&to]
+        .replica
+        .append(batch(2, 2), AppendWait::Committed)
+        .await
+        .expect("the new leader commits");
+    let end = c.members[&to].log.log_end_offset();
+    c.all_at(end).await;
+    let reference = batches(&c.members[&to].log, end);
+    for m in c.members.values() {
+        assert_eq!(batches(&m.log, end), reference, "replica logs agree");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
