@@ -409,13 +409,22 @@ async fn append_replicated(
         if let Some(kept) = log.check_producer(&header)? {
             drop(_order);
             // A retry of a batch this log holds: answered with the
-            // original's offsets once they are as safe as asked.
+            // original's offsets once they are as safe as asked. Only while
+            // this replica leads: a leader never removes its own entries,
+            // so the high watermark passing them means they are committed;
+            // a deposed one may have them truncated and the high watermark
+            // then passes other entries at those offsets.
             let end = kept.last_offset() + 1;
             if ack == AckLevel::All {
                 let mut hw = replica.high_watermark();
-                hw.wait_for(|hw| *hw >= end)
-                    .await
-                    .map_err(|_| PartitionError::Stopped("the partition closed".into()))?;
+                tokio::select! {
+                    reached = hw.wait_for(|hw| *hw >= end) => {
+                        reached.map_err(|_| PartitionError::Stopped("the partition closed".into()))?;
+                    }
+                    () = replica.lost_leadership() => {
+                        return Err(PartitionError::NotEnoughReplicas);
+                    }
+                }
             }
             return Ok(AppendInfo {
                 base_offset: kept.base_offset,

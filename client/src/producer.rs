@@ -71,7 +71,9 @@
 //! order, after the partition's other requests are answered. The first
 //! four codes also make it forget the leader, so the resend waits for the
 //! refresh and goes to the new leader; after a broken connection or a
-//! timeout the resend goes wherever the cache says by then. A partition
+//! timeout the resend goes wherever the cache says by then. A resend to a
+//! leader other than the one the batch failed at does not wait out its
+//! backoff (KIP-951): that pause was for the old leader. A partition
 //! never has requests in flight to two nodes: after a leader change its
 //! next batches wait until those in flight to the old leader are answered,
 //! so the new leader sees its sequences in order (and deduplicates what the
@@ -1186,6 +1188,9 @@ impl Inner {
                 // old one: their answers come first.
                 continue;
             }
+            // A new leader is where the failed sends should have gone: the
+            // backoff was for the old one (KIP-951's rule), so resend now.
+            let moved = queue.node.is_some_and(|old| old != node);
             queue.node = Some(node);
             if queue.waiting() > 0 {
                 // Resend round: only once nothing of this partition is in
@@ -1193,7 +1198,7 @@ impl Inner {
                 if in_flight > 0 || queue.resequence {
                     continue;
                 }
-                if let Some(at) = queue.retry_at.filter(|&at| at > now) {
+                if let Some(at) = queue.retry_at.filter(|&at| at > now && !moved) {
                     soonest(at);
                     continue;
                 }

@@ -212,6 +212,7 @@ impl ReplicationNode {
             .await
             .map_err(|e| ReplicationError::Raft(e.to_string()))?;
         self.router.insert(group.clone(), raft.clone());
+        count_elections_won(&raft);
         if fresh {
             // The first replica (the preferred leader) initialises at once
             // and so, unopposed, becomes the first leader; the others only
@@ -280,6 +281,27 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counts the elections this broker wins in all its groups.
+pub const LEADER_ELECTIONS_WON_TOTAL: &str = "rill_leader_elections_won_total";
+
+/// Counts each time `raft` becomes its group's leader, until it stops.
+fn count_elections_won(raft: &PartitionRaft) {
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        let mut leading = false;
+        loop {
+            let now = metrics.borrow_watched().state == ServerState::Leader;
+            if now && !leading {
+                ::metrics::counter!(LEADER_ELECTIONS_WON_TOTAL).increment(1);
+            }
+            leading = now;
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn duration_ms(d: Duration) -> u64 {

@@ -25,7 +25,9 @@
 //! run short: 20 cycles take one to two minutes on two cores.
 //!
 //! Knobs: `RILL_LONG=1` runs 200 cycles, `RILL_CYCLES=N` runs N;
-//! `RILL_SEED=N` replays a seed (printed first); `RILL_BROKER_LOG=filter`
+//! `RILL_SEED=N` replays a seed (printed first); `RILL_PARTITIONS=N` sets
+//! the topic's partitions; `RILL_RAFT_DEFAULTS=1` runs the brokers with
+//! their default Raft timing; `RILL_BROKER_LOG=filter`
 //! sets the brokers' `RUST_LOG` (default `warn`) and
 //! `RILL_BROKER_LOG_DIR=dir` keeps their stderr there (otherwise the tail
 //! of each is printed when the test fails); `RUST_LOG` applies to the test
@@ -36,12 +38,12 @@
 //! and the failover times: from the kill to the next acknowledged write
 //! (any partition), and to the moment every partition had an acknowledged
 //! write again, separately for kills of a leader (of the controller or of a
-//! partition) and of a broker leading nothing. After a leader's kill that
-//! is about 4.5-6.5 s with these timings: the followers only start an
-//! election once openraft's leader lease (the maximum election timeout,
-//! 2 s) and then their own election timeout (1-2 s) have run out, and the
-//! client then finds the new leader at its next metadata refresh and
-//! resends at its next retry, each backed off up to 1 s by then.
+//! partition) and of a broker leading nothing. A killed process's sockets
+//! are closed by the kernel, so the followers see their leader's
+//! connection end and elect at once (not after its lease and their
+//! election timeout), and the producers resend to the new leader as soon as
+//! their metadata names it, without finishing the backoff they took for
+//! the old one.
 //!
 //! Waits on the cluster poll Metadata with a short pause (no event crosses
 //! the wire); waits on acknowledgements are woken by the producers'
@@ -71,7 +73,8 @@ use rill_storage::{LogConfig, PartitionLog};
 use tokio::sync::{watch, Notify, Semaphore};
 
 const TOPIC: &str = "campaign";
-const PARTITIONS: u32 = 6;
+/// Partitions of the topic unless `RILL_PARTITIONS` says otherwise.
+const PARTITIONS_DEFAULT: u32 = 6;
 const REPLICATION: u16 = 3;
 const BROKERS: [u32; 3] = [1, 2, 3];
 const PRODUCERS: u32 = 3;
@@ -85,6 +88,34 @@ const CYCLES: usize = 20;
 const CYCLES_LONG: usize = 200;
 const ELECTION_TIMEOUT_MS: &str = "1000";
 const HEARTBEAT_MS: &str = "100";
+
+/// The topic's partition count (`RILL_PARTITIONS`, default
+/// [`PARTITIONS_DEFAULT`]).
+fn partition_count() -> u32 {
+    static N: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("RILL_PARTITIONS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(PARTITIONS_DEFAULT)
+    })
+}
+
+/// The Raft timing flags: the shorter ones above, or none (the broker's
+/// defaults) with `RILL_RAFT_DEFAULTS=1`.
+fn raft_flags() -> Vec<&'static str> {
+    if std::env::var("RILL_RAFT_DEFAULTS").is_ok_and(|v| v == "1") {
+        Vec::new()
+    } else {
+        vec![
+            "--raft-election-timeout-ms",
+            ELECTION_TIMEOUT_MS,
+            "--raft-heartbeat-ms",
+            HEARTBEAT_MS,
+        ]
+    }
+}
 
 /// A broker prints its start line within this.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -209,11 +240,8 @@ impl ProcCluster {
                 &b.listen,
                 "--metrics-addr",
                 "127.0.0.1:0",
-                "--raft-election-timeout-ms",
-                ELECTION_TIMEOUT_MS,
-                "--raft-heartbeat-ms",
-                HEARTBEAT_MS,
             ])
+            .args(raft_flags())
             .arg("--data-dir")
             .arg(&b.dir)
             .env(
@@ -408,7 +436,7 @@ fn leadership(m: &MetadataResponse, alive: &[u32]) -> Option<(u32, Vec<u32>)> {
     let is_alive = |id: i32| u32::try_from(id).ok().filter(|id| alive.contains(id));
     let controller = is_alive(m.controller_id)?;
     let topic = m.topics.iter().find(|t| t.name == TOPIC)?;
-    if topic.partitions.len() != PARTITIONS as usize {
+    if topic.partitions.len() != partition_count() as usize {
         return None;
     }
     let leaders = topic
@@ -422,11 +450,11 @@ fn leadership(m: &MetadataResponse, alive: &[u32]) -> Option<(u32, Vec<u32>)> {
 /// Each partition's high watermark as `m` shows it.
 fn high_watermarks(m: &MetadataResponse) -> Option<Vec<u64>> {
     let topic = m.topics.iter().find(|t| t.name == TOPIC)?;
-    let mut hw = vec![0; PARTITIONS as usize];
+    let mut hw = vec![0; partition_count() as usize];
     for p in &topic.partitions {
         *hw.get_mut(p.partition as usize)? = p.log_end_offset;
     }
-    (topic.partitions.len() == PARTITIONS as usize).then_some(hw)
+    (topic.partitions.len() == partition_count() as usize).then_some(hw)
 }
 
 /// One acknowledged record.
@@ -499,7 +527,7 @@ impl Journal {
         let deadline = tokio::time::Instant::now() + CLUSTER_DEADLINE;
         loop {
             rx.borrow_and_update();
-            let mut first_per_partition = vec![None; PARTITIONS as usize];
+            let mut first_per_partition = vec![None; partition_count() as usize];
             let mut first = None;
             for a in lock(&self.acks)[from..].iter().filter(|a| a.at > since) {
                 first.get_or_insert(a.at);
@@ -531,16 +559,16 @@ impl Journal {
 
 /// Keys spread so each partition gets [`KEYS_PER_PARTITION`] of them.
 fn keys() -> Vec<Vec<u8>> {
-    let mut per_partition = vec![0; PARTITIONS as usize];
+    let mut per_partition = vec![0; partition_count() as usize];
     let mut keys = Vec::new();
     for i in 0u32.. {
         let key = format!("key-{i}").into_bytes();
-        let p = partition_for_key(&key, PARTITIONS) as usize;
+        let p = partition_for_key(&key, partition_count()) as usize;
         if per_partition[p] < KEYS_PER_PARTITION {
             per_partition[p] += 1;
             keys.push(key);
         }
-        if keys.len() == KEYS_PER_PARTITION * PARTITIONS as usize {
+        if keys.len() == KEYS_PER_PARTITION * partition_count() as usize {
             return keys;
         }
     }
@@ -756,7 +784,7 @@ async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknow
         .await
         .expect("admin connects");
     admin
-        .create_replicated_topic(TOPIC, PARTITIONS, REPLICATION, &[])
+        .create_replicated_topic(TOPIC, partition_count(), REPLICATION, &[])
         .await
         .expect("create the topic");
     for id in BROKERS {
@@ -855,7 +883,7 @@ async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknow
             |m| leadership(m, &survivors).map(|(_, l)| l),
         )
         .await;
-        let mut leader_hw = vec![0; PARTITIONS as usize];
+        let mut leader_hw = vec![0; partition_count() as usize];
         for (p, leader) in target.iter().enumerate() {
             let hw = await_metadata(
                 cluster.addr(*leader),
@@ -896,7 +924,7 @@ async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknow
     );
 
     // Read everything back.
-    let partitions: Vec<u32> = (0..PARTITIONS).collect();
+    let partitions: Vec<u32> = (0..partition_count()).collect();
     let ends: Vec<u64> = admin
         .list_offsets(TOPIC, &partitions, OffsetSpec::Latest)
         .await
@@ -914,7 +942,7 @@ async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknow
             .await
             .expect("seek");
     }
-    let mut read: Vec<Vec<ReadRecord>> = vec![Vec::new(); PARTITIONS as usize];
+    let mut read: Vec<Vec<ReadRecord>> = vec![Vec::new(); partition_count() as usize];
     // Bounded by progress: a long run has much to read.
     let read_started = Instant::now();
     let mut progress_at = Instant::now();
@@ -1007,7 +1035,7 @@ async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknow
         found.len(),
         found.iter().take(5).collect::<Vec<_>>()
     );
-    let last_acked: Vec<u64> = (0..PARTITIONS)
+    let last_acked: Vec<u64> = (0..partition_count())
         .map(|p| {
             acks.iter()
                 .filter(|a| a.partition == p)
@@ -1032,7 +1060,7 @@ async fn cluster_survives_a_kill_9_campaign_without_losing_or_doubling_an_acknow
     drop(consumer);
     drop(admin);
     tokio::task::block_in_place(|| cluster.terminate_all());
-    for p in 0..PARTITIONS {
+    for p in 0..partition_count() {
         let end = ends[p as usize];
         assert!(
             end >= last_acked[p as usize],
