@@ -16,6 +16,33 @@
 //! `Result<response, String>`: the receiving Raft's error travels back as
 //! text; a request for a group this broker does not host is a transport
 //! error (the sender's Raft backs off and retries).
+//!
+//! # A leader's death
+//! openraft's followers refuse to vote while the last leader's lease runs
+//! (the longest election timeout since its last heartbeat), and start an
+//! election only after their own election timeout: with the default
+//! 1.5 s timeout a dead leader is replaced after 3 s or more. But a killed
+//! or stopped broker's connections are closed by its kernel at once, and
+//! the leader of a group keeps a connection open to each follower (its
+//! heartbeats). So the router counts each peer's open connections to this
+//! broker; when the last one ends, the peer is *gone* until it connects
+//! again, and:
+//! - every group this broker follows whose leader is that peer starts an
+//!   election (no pre-vote), after a pause set by its rank among the
+//!   group's remaining voters, an order the same on every broker and
+//!   different per group: the first campaigns at once, the next one
+//!   heartbeat later unless it has been asked for its vote meanwhile, so
+//!   two followers rarely campaign together and split the vote;
+//! - a vote request for a group whose leader, as this broker knows it, is
+//!   gone is judged on the candidate's log alone, as a leadership transfer
+//!   is (openraft's `leadership_transfer` flag).
+//!
+//! Raft's safety does not rest on the lease (a vote is still one per term,
+//! for a log at least as long as the voter's): the lease only keeps a live
+//! leader from being disturbed. A leader both followers lost their
+//! connections from cannot reach a majority anyway. A leader that hangs
+//! without its connections closing, or a network cut, still takes the
+//! lease and the timeout.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -337,12 +364,13 @@ pub struct RaftRouter {
     /// Per peer node: its connections to this one that are open, and
     /// whether the last of them has ended since it connected.
     peers: Arc<Mutex<HashMap<u64, PeerLink>>>,
-    /// An election a peer's loss calls for starts after a random pause
-    /// below this, so that the group's other followers rarely start theirs
-    /// at the same moment and split the vote.
+    /// The gap between the peer-loss elections of two followers of a
+    /// group, so that they rarely campaign at once and split the vote.
     election_jitter: Duration,
     /// Random per router: the pauses differ between brokers.
     jitter_seed: RandomState,
+    /// To ask the other voters before a peer-loss election.
+    clients: Arc<PeerClients>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -352,13 +380,15 @@ struct PeerLink {
 }
 
 impl RaftRouter {
-    /// A router whose peer-loss elections start within `election_jitter`.
-    pub fn new(election_jitter: Duration) -> Self {
+    /// A router whose peer-loss elections are `election_jitter` apart and
+    /// ask the other voters through `clients` first.
+    pub fn new(election_jitter: Duration, clients: Arc<PeerClients>) -> Self {
         RaftRouter {
             groups: RwLock::default(),
             peers: Arc::default(),
             election_jitter,
             jitter_seed: RandomState::new(),
+            clients,
         }
     }
 
@@ -369,22 +399,36 @@ impl RaftRouter {
         gone(&self.peers, node)
     }
 
-    /// Starts, after a random pause, an election in each group this
-    /// broker follows whose leader is `node`, if by then it still is and
-    /// is still gone.
+    /// Starts an election in each group this broker follows whose leader
+    /// is `node`, after a pause set by this broker's rank among the
+    /// group's other voters ([`campaign_order`]), if by then `node` still
+    /// leads in its eyes and is still gone: the first-ranked campaigns at
+    /// once and the next only if, one heartbeat later, nobody has asked
+    /// for its vote (the first one's log was behind its own, say).
     fn elect_without(&self, node: u64) {
-        let followed: Vec<(GroupId, PartitionRaft)> = read(&self.groups)
+        let followed: Vec<(GroupId, PartitionRaft, usize)> = read(&self.groups)
             .iter()
-            .filter(|(_, raft)| {
+            .filter_map(|(group, raft)| {
                 let m = raft.metrics();
                 let m = m.borrow_watched();
-                m.current_leader == Some(node) && m.state == ServerState::Follower
+                if m.current_leader != Some(node) || m.state != ServerState::Follower {
+                    return None;
+                }
+                let mut left: Vec<u64> = m
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .filter(|&v| v != node)
+                    .collect();
+                left.sort_by_key(|&v| campaign_order(group, v));
+                let rank = left.iter().position(|&v| v == m.id)?;
+                Some((group.clone(), raft.clone(), rank))
             })
-            .map(|(g, r)| (g.clone(), r.clone()))
             .collect();
-        for (group, raft) in followed {
-            let pause = self.jitter(&group);
+        for (group, raft, rank) in followed {
+            let pause = self.pause(&group, rank);
             let peers = Arc::clone(&self.peers);
+            let clients = Arc::clone(&self.clients);
             tokio::spawn(async move {
                 tokio::time::sleep(pause).await;
                 let still = {
@@ -393,6 +437,14 @@ impl RaftRouter {
                     m.current_leader == Some(node) && m.state == ServerState::Follower
                 };
                 if !still || !gone(&peers, node) {
+                    return;
+                }
+                if !would_win(&raft, &group, node, &clients).await {
+                    tracing::debug!(
+                        ?group,
+                        leader = node,
+                        "a voter holds a longer log; its own campaign replaces the lost leader"
+                    );
                     return;
                 }
                 tracing::info!(
@@ -408,14 +460,21 @@ impl RaftRouter {
         }
     }
 
-    fn jitter(&self, group: &GroupId) -> Duration {
+    /// The pause before the peer-loss election of the follower ranked
+    /// `rank` in its group's campaign order: one `election_jitter` per
+    /// rank, plus a random quarter of one so that equal ranks (voters that
+    /// disagree on the membership) rarely coincide.
+    fn pause(&self, group: &GroupId, rank: usize) -> Duration {
         let mut h = self.jitter_seed.build_hasher();
         group.hash(&mut h);
         std::time::Instant::now().hash(&mut h);
-        let max = u64::try_from(self.election_jitter.as_micros())
+        let quarter = u64::try_from(self.election_jitter.as_micros() / 4)
             .unwrap_or(u64::MAX)
             .max(1);
-        Duration::from_micros(h.finish() % max)
+        let ranked = self
+            .election_jitter
+            .saturating_mul(u32::try_from(rank).unwrap_or(u32::MAX));
+        ranked + Duration::from_micros(h.finish() % quarter)
     }
 
     pub fn insert(&self, group: GroupId, raft: PartitionRaft) {
@@ -430,6 +489,83 @@ impl RaftRouter {
     pub fn clear(&self) {
         write(&self.groups).clear();
     }
+}
+
+/// Asks the group's other voters (but `gone`) whether they would vote for
+/// this replica at the next term, judged on the logs alone: a campaign
+/// that a voter with a longer log refuses would only raise the term past
+/// that voter's, so that its own campaign, next in line, is refused in
+/// turn and the group waits out election timeouts.
+async fn would_win(
+    raft: &PartitionRaft,
+    group: &GroupId,
+    gone: u64,
+    clients: &Arc<PeerClients>,
+) -> bool {
+    let (me, rpc, voters) = {
+        let m = raft.metrics();
+        let m = m.borrow_watched();
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        let rpc = VoteRequest {
+            vote: Vote::new(m.current_term + 1, m.id),
+            last_log_id: m.log_id_list.last().cloned(),
+            leadership_transfer: true,
+        };
+        (m.id, rpc, voters)
+    };
+    let asks = voters
+        .iter()
+        .filter(|&&v| v != me && v != gone)
+        .map(|&target| {
+            let client = GroupClient {
+                group: group.clone(),
+                target,
+                peers: Arc::clone(clients),
+            };
+            let message = VoteMessage {
+                pre: true,
+                rpc: rpc.clone(),
+            };
+            async move {
+                client
+                    .call::<_, VoteResponse<TypeConfig>>(PeerRpc::Vote, "probe", &message)
+                    .await
+                    .is_ok_and(|r| r.vote_granted)
+            }
+        });
+    let granted = 1 + futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter(|g| *g)
+        .count();
+    granted * 2 > voters.len()
+}
+
+/// This broker's answer to a pre-vote for a group whose leader is gone:
+/// granted if the candidate's log is at least as long as this replica's
+/// and its term is new to it, whatever the lost leader's lease.
+fn pre_vote_without_leader(
+    raft: &PartitionRaft,
+    rpc: &VoteRequest<TypeConfig>,
+) -> VoteResponse<TypeConfig> {
+    let m = raft.metrics();
+    let m = m.borrow_watched();
+    let last = m.log_id_list.last().cloned();
+    let granted = m.state != ServerState::Leader
+        && rpc.vote.leader_id().term > m.current_term
+        && rpc.last_log_id >= last;
+    VoteResponse::new(&m.vote, last, granted)
+}
+
+/// Where `voter` stands among a group's followers when they replace a lost
+/// leader: the same on every broker (a fixed hasher), and different from
+/// group to group, so the new leaderships spread over the brokers left.
+fn campaign_order(group: &GroupId, voter: u64) -> u64 {
+    #[allow(deprecated)] // SipHash with fixed keys: the same on every broker.
+    let mut h = std::hash::SipHasher::new();
+    group.hash(&mut h);
+    voter.hash(&mut h);
+    h.finish()
 }
 
 fn gone(peers: &Mutex<HashMap<u64, PeerLink>>, node: u64) -> bool {
@@ -484,7 +620,12 @@ impl PeerHandler for RaftRouter {
                         // docs): vote on the log alone, as for a transfer.
                         m.rpc.leadership_transfer = true;
                     }
-                    if m.pre {
+                    if m.pre && leader_gone {
+                        answer(
+                            "pre-vote",
+                            Ok::<_, String>(pre_vote_without_leader(&raft, &m.rpc)),
+                        )
+                    } else if m.pre {
                         answer("pre-vote", raft.pre_vote(m.rpc).await)
                     } else {
                         answer("vote", raft.vote(m.rpc).await)

@@ -89,7 +89,8 @@ impl ReplicationNode {
         // A peer-loss election waits a random part of one heartbeat: long
         // enough apart that the first candidate's vote request usually
         // reaches the other followers before they start their own.
-        let router = Arc::new(RaftRouter::new(config.heartbeat));
+        let peers = Arc::new(PeerClients::default());
+        let router = Arc::new(RaftRouter::new(config.heartbeat, Arc::clone(&peers)));
         let addrs = Arc::new(RwLock::new(config.peers.clone()));
         let members = Arc::clone(&addrs);
         let listener = PeerListener::bind(
@@ -103,7 +104,6 @@ impl ReplicationNode {
             addr: config.listen,
             message: e.to_string(),
         })?;
-        let peers = Arc::new(PeerClients::default());
         for (&node, addr) in &config.peers {
             if node != config.identity.node_id {
                 peers.insert(PeerClient::new(

@@ -91,11 +91,15 @@ impl Cluster {
             .iter()
             .map(|(id, n)| (*id, n.local_addr().to_string()))
             .collect();
-        let mut members = BTreeMap::new();
-        for (id, node) in nodes {
+        for node in nodes.values() {
             for (peer, addr) in &addrs {
                 node.add_peer(*peer, addr.clone());
             }
+        }
+        let mut members = BTreeMap::new();
+        // The first replica campaigns as it opens: last, so the others
+        // already host the group and answer its vote request.
+        for (id, node) in nodes.into_iter().rev() {
             let dir = tmp.path().join(format!("node-{id}"));
             let log = open_log(&dir);
             let replica = node
