@@ -14,8 +14,8 @@ use openraft::{EntryPayload, Membership};
 use rill_protocol::batch::header::OFFSET_MAGIC;
 use rill_protocol::batch::{BatchBuilder, BatchView};
 use rill_replication::{
-    default_state_path, BrokerNode, Entry, FlushMode, LogId, LogStore, RaftBatch,
-    ReplicationError, Vote,
+    default_state_path, BrokerNode, Entry, FlushMode, LogId, LogStore, RaftBatch, ReplicationError,
+    Vote,
 };
 use rill_storage::PartitionLog;
 
@@ -306,7 +306,11 @@ async fn written_mode_reports_appends_before_any_fsync_and_saves_committed_with_
     let syncs = log.stats().syncs;
     append(
         &mut store,
-        vec![blank(1, 1), normal(1, 2, data(3, 2)), normal(1, 3, data(2, 3))],
+        vec![
+            blank(1, 1),
+            normal(1, 2, data(3, 2)),
+            normal(1, 3, data(2, 3)),
+        ],
     )
     .await
     .unwrap();
@@ -320,7 +324,11 @@ async fn written_mode_reports_appends_before_any_fsync_and_saves_committed_with_
             .unwrap()
             .committed()
     };
-    assert_eq!(on_disk(), None, "the committed id is not written per commit");
+    assert_eq!(
+        on_disk(),
+        None,
+        "the committed id is not written per commit"
+    );
 
     store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
     assert!(
