@@ -32,8 +32,8 @@ use bytes::Bytes;
 use rill_protocol::batch::{BatchBuilder, BatchView, Compression};
 use rill_protocol::peer::GroupId;
 use rill_replication::{
-    default_state_path, ApplyHook, NodeConfig, PartitionReplica, PeerIdentity, ReplicaStatus,
-    ReplicationNode,
+    default_state_path, ApplyHook, FlushMode, NodeConfig, PartitionReplica, PeerIdentity,
+    ReplicaStatus, ReplicationNode,
 };
 use rill_storage::PartitionLog;
 use serde::{Deserialize, Serialize};
@@ -410,6 +410,8 @@ impl Cluster {
                 default_state_path(&dir),
                 &voters,
                 Some(hook),
+                // Topic changes are rare; the controller's log is synced.
+                FlushMode::Synced,
             )
             .await?;
         let cluster = Arc::new(Cluster {
@@ -748,6 +750,7 @@ impl Cluster {
                         Arc::clone(&log),
                         default_state_path(&dir),
                         replicas,
+                        config.replication_flush,
                     )
                     .await?;
                 Partition::replicated(Arc::clone(&topic), p, log, replica, replicas.clone())

@@ -543,6 +543,7 @@ impl BrokerConfig {
             fsync: self.fsync,
             max_message_bytes: self.max_message_bytes,
             index_interval_bytes: self.index_interval_bytes,
+            replication_flush: rill_replication::FlushMode::Synced,
             producer_id_expiration_ms: self.producer_id_expiration_ms,
             producer_ids_max: self.producer_ids_per_partition_max,
         })

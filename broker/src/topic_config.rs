@@ -7,6 +7,7 @@
 //! and not on each other.
 
 use rill_protocol::wire::topic_config;
+use rill_replication::FlushMode;
 use rill_storage::{FsyncPolicy, LogConfig};
 
 /// Most partitions one topic may have: bounds the directories, files and
@@ -18,6 +19,16 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Topic config key of the offset-index density (not in the wire crate's
 /// list of Kafka names, which the other keys come from).
 pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
+/// Topic config key of when a replica counts an entry as stored: `synced`
+/// (default) or `written` (Rill's own key; Redpanda's `write.caching`).
+pub const REPLICATION_FLUSH: &str = "replication.flush";
+/// The fsync policy of a `replication.flush = written` topic that sets no
+/// `flush.policy` of its own while the broker's default is `never`: its
+/// replicas then sync at least this often (ms), so an acknowledged record
+/// is never left unsynced indefinitely (Redpanda's write caching flushes
+/// on a timer too). A topic that sets `flush.policy = never` itself gets
+/// exactly that.
+pub const WRITTEN_FSYNC_INTERVAL_MS: u64 = 1_000;
 
 /// A topic's effective settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +40,8 @@ pub struct TopicConfig {
     pub fsync: FsyncPolicy,
     pub max_message_bytes: u32,
     pub index_interval_bytes: u32,
+    /// When a replica of a replicated partition counts an entry as stored.
+    pub replication_flush: FlushMode,
     /// Broker-wide (Kafka has no per-topic key for these either).
     pub producer_id_expiration_ms: u64,
     pub producer_ids_max: usize,
@@ -62,10 +75,16 @@ impl TopicConfig {
             topic_config::FLUSH_POLICY => self.fsync = parse_fsync_policy(value)?,
             topic_config::MAX_MESSAGE_BYTES => self.max_message_bytes = small(value)?,
             INDEX_INTERVAL_BYTES => self.index_interval_bytes = small(value)?,
+            REPLICATION_FLUSH => {
+                self.replication_flush = value
+                    .parse()
+                    .map_err(|e: rill_replication::ReplicationError| format!("{key}: {e}"))?
+            }
             other => {
                 return Err(format!(
                     "unknown topic config {other:?}: expected one of retention.ms, retention.bytes, \
-                     segment.bytes, segment.ms, flush.policy, max.message.bytes, index.interval.bytes"
+                     segment.bytes, segment.ms, flush.policy, max.message.bytes, index.interval.bytes, \
+                     replication.flush"
                 ))
             }
         }
@@ -73,13 +92,24 @@ impl TopicConfig {
     }
 
     /// Defaults plus overrides, checked by the storage engine's own rules.
+    /// A `replication.flush = written` topic that sets no `flush.policy`
+    /// while the default is `never` syncs every
+    /// [`WRITTEN_FSYNC_INTERVAL_MS`].
     pub fn with_overrides<'a>(
         &self,
         overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<TopicConfig, String> {
         let mut config = self.clone();
+        let mut own_flush_policy = false;
         for (k, v) in overrides {
             config.apply(k, v)?;
+            own_flush_policy |= k == topic_config::FLUSH_POLICY;
+        }
+        if config.replication_flush == FlushMode::Written
+            && config.fsync == FsyncPolicy::Never
+            && !own_flush_policy
+        {
+            config.fsync = FsyncPolicy::IntervalMs(WRITTEN_FSYNC_INTERVAL_MS);
         }
         config
             .to_log_config()
@@ -187,7 +217,11 @@ mod tests {
         assert_eq!(c.segment_bytes, 65_536);
         assert_eq!(c.fsync, FsyncPolicy::IntervalMs(50));
         assert_eq!(c.max_message_bytes, 2048);
+        assert_eq!(c.replication_flush, FlushMode::Synced);
         for (k, v) in [
+            ("replication.flush", "sometimes"),
+            ("replication.flush", "sync"),
+            ("replication.flush", ""),
             ("retention.ms", "soon"),
             ("retention.ms", "-5"),
             ("segment.bytes", "-1"),
@@ -198,5 +232,52 @@ mod tests {
         ] {
             assert!(base.with_overrides([(k, v)]).is_err(), "{k}={v} accepted");
         }
+    }
+}
+
+#[cfg(test)]
+mod replication_flush_tests {
+    use super::*;
+
+    fn base() -> TopicConfig {
+        crate::BrokerConfig::default()
+            .topic_defaults()
+            .unwrap_or_else(|e| panic!("defaults: {e}"))
+    }
+
+    #[test]
+    fn replication_flush_parses_and_a_bad_value_names_the_key_and_the_choices() {
+        let c = base()
+            .with_overrides([("replication.flush", "written")])
+            .unwrap_or_else(|e| panic!("written: {e}"));
+        assert_eq!(c.replication_flush, FlushMode::Written);
+        let err = base()
+            .with_overrides([("replication.flush", "cached")])
+            .expect_err("a bad value is refused");
+        assert!(
+            err.contains("replication.flush") && err.contains("synced or written"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn written_mode_syncs_on_a_timer_unless_the_topic_sets_its_own_flush_policy() {
+        let c = base()
+            .with_overrides([("replication.flush", "written")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.fsync, FsyncPolicy::IntervalMs(WRITTEN_FSYNC_INTERVAL_MS));
+        for (policy, want) in [
+            ("never", FsyncPolicy::Never),
+            ("interval_bytes:4096", FsyncPolicy::IntervalBytes(4096)),
+        ] {
+            let c = base()
+                .with_overrides([("replication.flush", "written"), ("flush.policy", policy)])
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.fsync, want, "flush.policy={policy} is the topic's own");
+        }
+        let synced = base()
+            .with_overrides([("replication.flush", "synced")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(synced.fsync, FsyncPolicy::Never);
     }
 }

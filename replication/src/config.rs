@@ -7,6 +7,11 @@
 //! (`max_in_snapshot_log_to_keep = u64::MAX`: the purge point it computes
 //! stays at 0). With nothing purged, a lagging follower is always sent
 //! entries. Purging, if ever, is for the partition's retention to drive.
+//!
+//! Also here: [`FlushMode`], when a replica counts an entry as stored.
+
+use std::fmt;
+use std::str::FromStr;
 
 use openraft::{Config, SnapshotPolicy};
 
@@ -38,9 +43,79 @@ pub fn raft_config(
     Ok(config.validate()?)
 }
 
+/// When a replica reports an appended entry to Raft as stored, which is
+/// what a commit (and so the high watermark, and `acks=all`) counts. The
+/// topic key `replication.flush` picks it; every replica of a partition
+/// uses the topic's mode.
+///
+/// Whatever the mode, the Raft state file (vote, committed and purged ids,
+/// anchor) is written and fsynced before it counts, after the log is
+/// flushed: a vote is never cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushMode {
+    /// Reported once the log has fdatasync'd the entry (group commit): a
+    /// commit means "on the disks of a majority", and survives a power loss
+    /// of every replica.
+    #[default]
+    Synced,
+    /// Reported once the entry is written (in the page cache), before any
+    /// fsync (Redpanda's write caching). A commit means "in the memory of a
+    /// majority": it survives any process crash (`kill -9`: the page cache
+    /// outlives the process) and any minority failing, but an acknowledged
+    /// entry is lost if enough replicas lose power (or their kernel
+    /// crashes) before their next fsync that the replicas still holding it
+    /// are no majority. The entries become durable at the log's next sync:
+    /// its fsync policy (`flush.policy`), every Raft state write (which
+    /// flushes the log first), and a clean close. The committed id is then
+    /// kept in memory and saved with the next state write, so after a
+    /// restart the replica may start from an older commit (the leader's
+    /// tells it the rest).
+    Written,
+}
+
+impl FlushMode {
+    /// The topic config value: `synced` or `written`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushMode::Synced => "synced",
+            FlushMode::Written => "written",
+        }
+    }
+}
+
+impl fmt::Display for FlushMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FlushMode {
+    type Err = ReplicationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "synced" => Ok(FlushMode::Synced),
+            "written" => Ok(FlushMode::Written),
+            other => Err(ReplicationError::UnknownFlushMode(other.to_owned())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flush_modes_parse_and_print_their_config_values() {
+        for mode in [FlushMode::Synced, FlushMode::Written] {
+            assert_eq!(mode.as_str().parse::<FlushMode>().ok(), Some(mode));
+            assert_eq!(mode.to_string(), mode.as_str());
+        }
+        assert_eq!(FlushMode::default(), FlushMode::Synced);
+        for bad in ["", "sync", "Written", "always"] {
+            assert!(bad.parse::<FlushMode>().is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn snapshots_and_snapshot_driven_purges_are_off() {

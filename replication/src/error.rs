@@ -65,6 +65,8 @@ pub enum ReplicationError {
     Config(#[from] openraft::ConfigError),
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("unknown replication flush mode {0:?}: expected synced or written")]
+    UnknownFlushMode(String),
 }
 
 impl ReplicationError {
@@ -79,7 +81,8 @@ impl ReplicationError {
             | E::ControlBatchAsData
             | E::Batch(_)
             | E::TruncateBelowPurged { .. }
-            | E::Config(_) => io::ErrorKind::InvalidInput,
+            | E::Config(_)
+            | E::UnknownFlushMode(_) => io::ErrorKind::InvalidInput,
             E::StateFileCorrupt { .. }
             | E::LogMismatch { .. }
             | E::ControlPayload { .. }

@@ -27,7 +27,8 @@
 //! - [`state_machine`]: [`DataStateMachine`], which tracks the applied
 //!   position and membership; snapshots are metadata only.
 //! - [`config`]: [`raft_config`], openraft's config for data partitions
-//!   (no snapshot policy, no snapshot-driven purge).
+//!   (no snapshot policy, no snapshot-driven purge), and [`FlushMode`]
+//!   (whether a replica counts an entry once synced or once written).
 //! - [`error`]: the typed errors, [`ReplicationError`].
 
 pub mod config;
@@ -40,7 +41,7 @@ pub mod state_machine;
 pub mod transport;
 pub mod types;
 
-pub use config::raft_config;
+pub use config::{raft_config, FlushMode};
 pub use error::ReplicationError;
 pub use log_store::{default_state_path, LogReader, LogStore};
 pub use network::{GroupNetwork, PartitionRaft, PeerClients, RaftRouter};

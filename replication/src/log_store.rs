@@ -33,6 +33,15 @@
 //! never durable before an append issued earlier; a truncation waits for
 //! in-flight writes and syncs (`PartitionLog::truncate_to` does).
 //!
+//! # Flush mode
+//! With [`FlushMode::Written`] the callback reports an append as soon as
+//! it returns, before any fsync, and `save_committed` keeps the committed
+//! id in memory only (saved with the next state-file write, which flushes
+//! the log first): a commit then waits for no fsync at all. The log is
+//! synced by its own fsync policy, by every state-file write (votes,
+//! purges) and at close. The state file never gets ahead of the durable
+//! log in either mode.
+//!
 //! # Purge
 //! A purge records the purged log id (and moves the anchor past it) in the
 //! state file and forgets the entries in memory. It deletes no partition
@@ -57,6 +66,7 @@ use rill_protocol::batch::{
 use rill_storage::{Durability, PartitionLog};
 use serde::{Deserialize, Serialize};
 
+use crate::config::FlushMode;
 use crate::error::ReplicationError;
 use crate::state_file::{self, Anchor, PersistedState};
 use crate::types::{Entry, LogId, Membership, RaftBatch, TypeConfig, Vote};
@@ -198,6 +208,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct LogStore {
     shared: Arc<Shared>,
+    /// When an append counts as stored (see the module docs).
+    flush: FlushMode,
 }
 
 /// Reads entries and the vote for openraft's replication and apply tasks.
@@ -287,7 +299,18 @@ impl LogStore {
         );
         Ok(LogStore {
             shared: Arc::new(shared),
+            flush: FlushMode::Synced,
         })
+    }
+
+    /// The store reporting appends to Raft as `flush` says (opened with
+    /// [`FlushMode::Synced`]).
+    pub fn with_flush_mode(self, flush: FlushMode) -> Self {
+        LogStore { flush, ..self }
+    }
+
+    pub fn flush_mode(&self) -> FlushMode {
+        self.flush
     }
 
     /// The partition log under the store (for reads of the data).
@@ -729,6 +752,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        if self.flush == FlushMode::Written {
+            // Saving it would flush the log on every commit. Kept for the
+            // next state write instead; a restart before it re-applies
+            // less and learns the rest from the leader.
+            self.shared.lock().state.committed = committed;
+            return Ok(());
+        }
         self.update_state(|s| s.committed = committed)
             .await
             .map_err(|e| e.into_io("save committed"))
@@ -751,6 +781,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.append_entries(entries)
             .await
             .map_err(|e| e.into_io("append"))?;
+        if self.flush == FlushMode::Written {
+            // Written is what this mode counts: no fsync waited for.
+            callback.io_completed(Ok(()));
+            return Ok(());
+        }
         // The entries are readable now; durable once this flush returns. A
         // later append's flush may report first: each flush covers all
         // earlier appends, and openraft keeps the newest completion.

@@ -30,6 +30,7 @@ use rill_protocol::peer::{GroupId, PeerRpc};
 use rill_storage::PartitionLog;
 use tokio::sync::{watch, Mutex};
 
+use crate::config::FlushMode;
 use crate::error::ReplicationError;
 use crate::log_store::{AppendWaiters, LogStore};
 use crate::network::{GroupNetwork, PartitionRaft, PeerClients, RaftRouter};
@@ -160,15 +161,18 @@ impl ReplicationNode {
     /// Opens the Raft group `group` over `log` (this broker's replica), with
     /// its Raft state in `state_path`. `replicas` are the group's voters;
     /// each must be a peer of the cluster. A replica with no Raft state
-    /// initialises the group with them (see the module docs).
+    /// initialises the group with them (see the module docs). `flush` is
+    /// when this replica counts an entry as stored; every replica of a
+    /// group must be given the same.
     pub async fn open_partition(
         &self,
         group: GroupId,
         log: Arc<PartitionLog>,
         state_path: PathBuf,
         replicas: &[u64],
+        flush: FlushMode,
     ) -> Result<PartitionReplica, ReplicationError> {
-        self.open_group(group, log, state_path, replicas, None)
+        self.open_group(group, log, state_path, replicas, None, flush)
             .await
     }
 
@@ -182,6 +186,7 @@ impl ReplicationNode {
         state_path: PathBuf,
         replicas: &[u64],
         on_apply: Option<ApplyHook>,
+        flush: FlushMode,
     ) -> Result<PartitionReplica, ReplicationError> {
         let mut voters = BTreeMap::new();
         let addrs = read(&self.addrs).clone();
@@ -198,7 +203,7 @@ impl ReplicationNode {
             });
         }
         let floor = log.log_start_offset();
-        let store = LogStore::open(Arc::clone(&log), state_path)?;
+        let store = LogStore::open(Arc::clone(&log), state_path)?.with_flush_mode(flush);
         let fresh = store.is_empty();
         let committed = store.committed();
         let waiters = store.append_waiters();

@@ -532,3 +532,104 @@ async fn a_lone_brokers_data_directory_opens_as_a_cluster_of_one_with_its_topics
     assert_eq!(batches(records).len(), 4);
     broker.shutdown().await;
 }
+
+async fn create_with_configs(
+    client: &mut Client,
+    topic: &str,
+    rf: u16,
+    configs: &[(&str, &str)],
+) -> CreatableTopicResult {
+    let request = Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: topic.into(),
+            partitions: 1,
+            replication_factor: rf,
+            configs: configs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }],
+        validate_only: false,
+    });
+    match client.call(request).await {
+        Response::CreateTopics(mut r) => r.topics.pop().expect("one result"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+// `replication.flush = written` through CreateTopics on three real brokers:
+// a bad value is refused with InvalidConfig and creates nothing; an RF 3
+// written-mode topic takes acks=all writes, serves them up to the high
+// watermark, and every replica's segment file is byte for byte the same.
+// (That a written-mode commit waits for no fsync is proven where the fsync
+// counter is visible: rill-replication's
+// `cluster_in_written_mode_commits_without_fsyncs_and_replicates_byte_for_byte`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_written_mode_topic_takes_acks_all_writes_and_replicates_them_byte_for_byte() {
+    let cluster = TestCluster::start().await;
+    await_metadata(&cluster, 1, None, "three registered brokers", |m| {
+        (m.brokers.len() == 3 && m.controller_id > 0).then_some(())
+    })
+    .await;
+    let mut admin = cluster.client(2).await;
+    let refused =
+        create_with_configs(&mut admin, "cached", 3, &[("replication.flush", "cached")]).await;
+    assert_eq!(refused.error, ErrorCode::InvalidConfig, "{refused:?}");
+    let message = refused.error_message.clone().unwrap_or_default();
+    assert!(
+        message.contains("replication.flush") && message.contains("synced or written"),
+        "{message}"
+    );
+    let m = metadata(&mut admin, None).await;
+    assert!(
+        m.topics.iter().all(|t| t.name != "cached"),
+        "a refused topic was created"
+    );
+
+    let created = create_with_configs(
+        &mut admin,
+        "fast",
+        3,
+        &[("replication.flush", "written"), ("flush.policy", "never")],
+    )
+    .await;
+    assert_eq!(created.error, ErrorCode::None, "{created:?}");
+    let (leader, _) = await_leader(&cluster, 1, "fast", &IDS).await;
+    let mut producer = cluster.client(leader).await;
+    let mut acked = Vec::new();
+    for i in 0..30 {
+        let tag = format!("w{i}");
+        let r = producer
+            .produce("fast", 0, Acks::All, batch(3, &tag, 1_000))
+            .await;
+        assert_eq!(r.error, ErrorCode::None, "{r:?}");
+        acked.extend((0..3).map(|j| format!("{tag}-{j}")));
+    }
+    assert_eq!(read_all(&mut producer, "fast").await, acked);
+    let hw = producer
+        .list_offset("fast", 0, LATEST_TIMESTAMP)
+        .await
+        .offset;
+    for id in IDS {
+        await_metadata(
+            &cluster,
+            id,
+            Some("fast"),
+            "every replica at the high watermark",
+            |m| (m.topics[0].partitions[0].log_end_offset >= hw).then_some(()),
+        )
+        .await;
+    }
+    let dirs: Vec<PathBuf> = IDS.iter().map(|id| cluster.nodes[id].dir.clone()).collect();
+    let tmp = cluster.shutdown().await;
+    let first = segment_file(&dirs[0], "fast");
+    assert!(!first.is_empty(), "the writes are in the segment");
+    for dir in &dirs[1..] {
+        assert!(
+            first == segment_file(dir, "fast"),
+            "{} differs",
+            dir.display()
+        );
+    }
+    drop(tmp);
+}

@@ -2,7 +2,8 @@
 //! on disk and its own inter-broker listener on a loopback port, talking
 //! over the real transport: elections, commits on every replica, a
 //! follower refusing writes, failover, a restarted and a wiped replica
-//! caught up, and a deposed leader's uncommitted suffix truncated.
+//! caught up, a deposed leader's uncommitted suffix truncated, and
+//! written mode committing without fsyncs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,8 @@ use bytes::Bytes;
 use rill_protocol::batch::{BatchBuilder, BatchHeader, Compression, HEADER_LEN};
 use rill_protocol::peer::GroupId;
 use rill_replication::{
-    default_state_path, AppendError, AppendWait, NodeConfig, PartitionReplica, PeerIdentity,
-    ReplicationNode,
+    default_state_path, AppendError, AppendWait, FlushMode, NodeConfig, PartitionReplica,
+    PeerIdentity, ReplicationNode,
 };
 use rill_storage::io::{open_backend, IoBackendChoice};
 use rill_storage::PartitionLog;
@@ -68,16 +69,17 @@ async fn start_node(id: u64, listen: &str, election_timeout: Duration) -> Replic
 struct Cluster {
     _tmp: TempDir,
     election_timeout: Duration,
+    flush: FlushMode,
     addrs: BTreeMap<u64, String>,
     members: BTreeMap<u64, Member>,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        Cluster::start_with(ELECTION_TIMEOUT).await
+        Cluster::start_with(ELECTION_TIMEOUT, FlushMode::Synced).await
     }
 
-    async fn start_with(election_timeout: Duration) -> Cluster {
+    async fn start_with(election_timeout: Duration, flush: FlushMode) -> Cluster {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -108,6 +110,7 @@ impl Cluster {
                     Arc::clone(&log),
                     default_state_path(&dir.join("orders-0")),
                     &IDS,
+                    flush,
                 )
                 .await
                 .expect("open partition");
@@ -124,6 +127,7 @@ impl Cluster {
         Cluster {
             _tmp: tmp,
             election_timeout,
+            flush,
             addrs,
             members,
         }
@@ -172,6 +176,7 @@ impl Cluster {
                 Arc::clone(&log),
                 default_state_path(&dir.join("orders-0")),
                 &IDS,
+                self.flush,
             )
             .await
             .expect("reopen partition");
@@ -359,7 +364,7 @@ async fn cluster_failover_keeps_every_committed_write_and_a_restarted_replica_ca
 /// ending is what lets them elect at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_a_leaders_closed_connections_start_an_election_without_waiting_out_its_lease() {
-    let mut c = Cluster::start_with(Duration::from_secs(60)).await;
+    let mut c = Cluster::start_with(Duration::from_secs(60), FlushMode::Synced).await;
     let first = c.leader().await;
     c.members[&first]
         .replica
@@ -516,5 +521,62 @@ async fn cluster_a_deposed_leaders_uncommitted_suffix_is_truncated_on_return() {
     assert_eq!(
         seeds, want,
         "the isolated leader's writes are gone, the majority's kept"
+    );
+}
+
+/// fdatasyncs each member's log issued since it was opened.
+fn syncs(c: &Cluster) -> BTreeMap<u64, u64> {
+    c.members
+        .iter()
+        .map(|(id, m)| (*id, m.log.stats().syncs))
+        .collect()
+}
+
+/// Commits `count` batches one after the other (each waits for its commit
+/// before the next is sent) and returns the fsyncs each member issued
+/// meanwhile.
+async fn syncs_during_sequential_commits(c: &Cluster, leader: u64, count: u64) -> Vec<u64> {
+    let before = syncs(c);
+    for seed in 0..count {
+        c.members[&leader]
+            .replica
+            .append(batch(seed, 2), AppendWait::Committed)
+            .await
+            .expect("committed");
+    }
+    let hw = c.members[&leader].log.log_end_offset();
+    c.all_at(hw).await;
+    let after = syncs(c);
+    IDS.iter().map(|id| after[id] - before[id]).collect()
+}
+
+// In written mode a commit waits for no fsync: with the log's fsync policy
+// `never`, a run of commits makes no replica sync at all (an election in
+// the middle flushes at its vote, hence the bound below the count rather
+// than zero), while in synced mode the leader syncs once per commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_in_written_mode_commits_without_fsyncs_and_replicates_byte_for_byte() {
+    const COMMITS: u64 = 40;
+    let c = Cluster::start_with(ELECTION_TIMEOUT, FlushMode::Written).await;
+    let leader = c.leader().await;
+    let synced = syncs_during_sequential_commits(&c, leader, COMMITS).await;
+    assert!(
+        synced.iter().all(|&n| n < COMMITS / 4),
+        "written mode synced per commit: {synced:?} fsyncs for {COMMITS} commits"
+    );
+    let hw = c.members[&leader].log.log_end_offset();
+    let reference = batches(&c.members[&leader].log, hw);
+    assert_eq!(reference.iter().filter(|b| !b.2).count(), COMMITS as usize);
+    for m in c.members.values() {
+        assert_eq!(batches(&m.log, hw), reference, "replica logs agree");
+    }
+
+    let c = Cluster::start_with(ELECTION_TIMEOUT, FlushMode::Synced).await;
+    let leader = c.leader().await;
+    let synced = syncs_during_sequential_commits(&c, leader, COMMITS).await;
+    let leader_syncs = synced[IDS.iter().position(|&id| id == leader).expect("leader")];
+    assert!(
+        leader_syncs >= COMMITS,
+        "synced mode: the leader synced {leader_syncs} times for {COMMITS} commits"
     );
 }

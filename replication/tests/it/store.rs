@@ -1,7 +1,9 @@
 //! The log store's own guarantees beyond openraft's suite: a reopen gives
 //! back the same log, vote, committed and purged ids; a damaged state file
 //! refuses to open; a term a batch cannot carry is refused; entries are the
-//! batches on disk, stamped; a purge keeps the data readable.
+//! batches on disk, stamped; a purge keeps the data readable; in written
+//! mode appends are reported before any fsync and the committed id waits
+//! for the next state write.
 
 use std::io::ErrorKind;
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use openraft::{EntryPayload, Membership};
 use rill_protocol::batch::header::OFFSET_MAGIC;
 use rill_protocol::batch::{BatchBuilder, BatchView};
 use rill_replication::{
-    default_state_path, BrokerNode, Entry, LogId, LogStore, RaftBatch, ReplicationError, Vote,
+    default_state_path, BrokerNode, Entry, FlushMode, LogId, LogStore, RaftBatch, ReplicationError,
+    Vote,
 };
 use rill_storage::PartitionLog;
 
@@ -283,4 +286,56 @@ async fn control_batches_are_never_taken_as_data() {
         .await
         .expect_err("a hole");
     assert!(bad.to_string().contains("does not continue"), "{bad}");
+}
+
+// Written mode, through the storage trait on a real log whose fsync policy
+// is `never`: the fsync counter shows that no append and no commit waited
+// for a sync, and a second open of the state file shows the committed id
+// is saved only by the next state write, after the log is flushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_mode_reports_appends_before_any_fsync_and_saves_committed_with_the_next_state_write(
+) {
+    let tmp = tempdir();
+    let state_path = default_state_path(&partition_dir(tmp.path()));
+    let log = open_log(tmp.path());
+    let mut store = LogStore::open(log.clone(), &state_path)
+        .unwrap()
+        .with_flush_mode(FlushMode::Written);
+    assert_eq!(store.flush_mode(), FlushMode::Written);
+    store.save_vote(&Vote::new(1, 1)).await.unwrap();
+    let syncs = log.stats().syncs;
+    append(
+        &mut store,
+        vec![
+            blank(1, 1),
+            normal(1, 2, data(3, 2)),
+            normal(1, 3, data(2, 3)),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(log.stats().syncs, syncs, "reported stored before any fsync");
+    let committed = Some(LogId::new_term_index(1, 3));
+    store.save_committed(committed).await.unwrap();
+    assert_eq!(log.stats().syncs, syncs, "a commit waits for no fsync");
+    assert_eq!(store.read_committed().await.unwrap(), committed);
+    let on_disk = || {
+        LogStore::open(log.clone(), &state_path)
+            .unwrap()
+            .committed()
+    };
+    assert_eq!(
+        on_disk(),
+        None,
+        "the committed id is not written per commit"
+    );
+
+    store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+    assert!(
+        log.stats().syncs > syncs,
+        "a state write flushes the log before it"
+    );
+    assert_eq!(on_disk(), committed, "saved with the next state write");
+    drop(store);
+    close(log).await;
 }

@@ -1,14 +1,15 @@
 //! openraft's own storage test suite, run in full against the log store
-//! over a real partition log (std backend, fresh temp dir per test).
+//! over a real partition log (std backend, fresh temp dir per test), in
+//! each flush mode.
 
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
-use rill_replication::{DataStateMachine, LogStore, TypeConfig};
+use rill_replication::{DataStateMachine, FlushMode, LogStore, TypeConfig};
 use tempfile::TempDir;
 
 use crate::support::{open_store, tempdir};
 
-struct Builder;
+struct Builder(FlushMode);
 
 impl StoreBuilder<TypeConfig, LogStore, DataStateMachine, TempDir> for Builder {
     async fn build(
@@ -22,13 +23,20 @@ impl StoreBuilder<TypeConfig, LogStore, DataStateMachine, TempDir> for Builder {
                 e.into(),
             )
         })?;
-        Ok((tmp, store, DataStateMachine::new()))
+        Ok((tmp, store.with_flush_mode(self.0), DataStateMachine::new()))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite_passes_in_full() {
-    Suite::test_all(Builder)
+    Suite::test_all(Builder(FlushMode::Synced))
         .await
         .expect("openraft storage suite");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_in_full_in_written_mode() {
+    Suite::test_all(Builder(FlushMode::Written))
+        .await
+        .expect("openraft storage suite, written mode");
 }
