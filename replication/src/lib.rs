@@ -50,4 +50,6 @@ pub use node::{
 };
 pub use state_machine::{ApplyHook, DataStateMachine, MetaSnapshotBuilder};
 pub use transport::{PeerClient, PeerHandler, PeerIdentity, PeerListener, TransportError};
-pub use types::{Applied, BrokerNode, Entry, LogId, RaftBatch, TypeConfig, Vote};
+pub use types::{
+    Applied, BrokerNode, Entry, LogId, PartitionSnapshot, RaftBatch, TypeConfig, Vote,
+};
