@@ -289,7 +289,7 @@ impl LogStore {
                     "entries up to {p} are purged but the state records no anchor"
                 )))
             }
-            (Some(a), Some(_)) if a.offset > log_end => {
+            (Some(a), Some(_)) if a.offset > log_end && retention_start(&state).is_some() => {
                 // A purge to an installed snapshot recorded its log start
                 // and stopped before the log restarted there: finish it.
                 // Nothing is in flight at open, so it completes at once.
@@ -324,9 +324,9 @@ impl LogStore {
             }
         };
         let slots = scan(&shared, scan_from, log_end)?;
-        if state.purged.is_some() {
+        if let Some(start) = retention_start(&state) {
             // Finishes deletions a crash interrupted (none: a no-op).
-            shared.log.delete_segments_below(scan_from)?;
+            shared.log.delete_segments_below(start)?;
         }
         {
             let mut index = shared.lock();
@@ -493,7 +493,7 @@ impl LogStore {
     /// after it starts at the log start, which the log holds or the
     /// snapshot at `id` names.
     async fn purge_entries(&self, id: LogId) -> Result<(), ReplicationError> {
-        let (next, drop, start, restart) = {
+        let (next, drop, start, restart, delete) = {
             let idx = self.shared.lock();
             if idx.state.purged.is_some_and(|p| p >= id) {
                 return Ok(());
@@ -525,13 +525,14 @@ impl LogStore {
                 }
                 (Some(offset), _) => (offset, false),
                 (None, Some(s)) => (s.data.log_start, true),
-                (None, None) => {
-                    return Err(self.shared.mismatch(format!(
-                        "asked to purge up to {id}, past the last entry, without a snapshot \
-                         naming the log start"
-                    )))
-                }
+                // Past the last entry with no snapshot naming the log
+                // start (openraft's contract allows it; retention never
+                // does it): the next entry goes at the log end.
+                (None, None) => (idx.end_offset, false),
             };
+            // Data is deleted only below a log start a snapshot names
+            // (retention's purges); any other purge forgets entries only.
+            let delete = snapshot.is_some();
             let next = PersistedState {
                 purged: Some(id),
                 anchor: Some(Anchor {
@@ -541,7 +542,7 @@ impl LogStore {
                 snapshot: snapshot.or_else(|| idx.state.snapshot.clone()),
                 ..idx.state.clone()
             };
-            (next, drop, start, restart)
+            (next, drop, start, restart, delete)
         };
         self.persist(next, |idx| {
             idx.slots.drain(..drop);
@@ -552,7 +553,7 @@ impl LogStore {
             let mut idx = self.shared.lock();
             idx.slots.clear();
             idx.end_offset = start;
-        } else {
+        } else if delete {
             let log = Arc::clone(&self.shared.log);
             let outcome = tokio::task::spawn_blocking(move || log.delete_segments_below(start))
                 .await
@@ -570,6 +571,15 @@ impl LogStore {
         change(&mut next);
         self.persist(next, |_| {}).await
     }
+}
+
+/// The log start the last purge left, if it stood on a snapshot naming it.
+fn retention_start(state: &PersistedState) -> Option<u64> {
+    state
+        .snapshot
+        .as_ref()
+        .filter(|s| state.purged.is_some() && s.meta.last_log_id == state.purged)
+        .map(|s| s.data.log_start)
 }
 
 /// Reads the log from `from` to `end` and returns one slot per batch,
@@ -731,11 +741,10 @@ impl LogReader {
             .then(|| LogId::new_term_index(u64::from(slot.term), first + pos as u64))
     }
 
-    /// Where the log starts after the last purge (the entry after the
-    /// purged one), if anything was purged.
+    /// Where the log starts after the last purge, if it stood on a
+    /// snapshot naming the log start (retention's purges).
     pub(crate) fn purged_start(&self) -> Option<u64> {
-        let idx = self.shared.lock();
-        idx.state.purged.and(idx.state.anchor).map(|a| a.offset)
+        retention_start(&self.shared.lock().state)
     }
 
     /// The newest snapshot built or installed, or saved at the last purge.

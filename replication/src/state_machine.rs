@@ -211,22 +211,27 @@ pub struct MetaSnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for MetaSnapshotBuilder {
     type SnapshotData = PartitionSnapshot;
 
-    /// The snapshot up to the purge target (see the module docs); with
-    /// no target, the current snapshot again (openraft ignores one that is
-    /// not newer), or an empty one.
+    /// The snapshot up to the purge target (see the module docs). With
+    /// no target (openraft rebuilds one at start when entries were purged
+    /// without a snapshot saved, which retention never does), a snapshot
+    /// at the applied index whose log start is where the next entry goes.
     async fn build_snapshot(&mut self) -> Result<MetaSnapshot, io::Error> {
         let mut st = self.sm.lock();
         let Some((target, log_start)) = st.target else {
-            let (meta, snapshot) = st.snapshot.clone().unwrap_or_else(|| {
-                (
-                    SnapshotMeta {
-                        last_log_id: None,
-                        last_membership: st.membership.clone(),
-                    },
-                    PartitionSnapshot::default(),
-                )
+            let meta = SnapshotMeta {
+                last_log_id: st.last_applied,
+                last_membership: st.membership.clone(),
+            };
+            let log_start = st
+                .last_applied
+                .and_then(|a| self.sm.reader.as_ref()?.end_offset_after(a.index))
+                .unwrap_or_else(|| *self.sm.log_start.borrow());
+            let data = PartitionSnapshot { log_start };
+            st.snapshot = Some((meta.clone(), data));
+            return Ok(Snapshot {
+                meta,
+                snapshot: data,
             });
-            return Ok(Snapshot { meta, snapshot });
         };
         let last_membership = st.membership_at(target).ok_or_else(|| {
             io::Error::other(format!(
