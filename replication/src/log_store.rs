@@ -3,9 +3,10 @@
 //!
 //! - A normal entry is the producer's batch itself, with its base offset
 //!   and leader epoch stamped by the append (the epoch field carries the
-//!   entry's term). A leader's blank entry and a membership change are
-//!   control batches ([`rill_protocol::batch::ATTR_CONTROL`]) whose one
-//!   record holds the JSON of [`ControlPayload`].
+//!   entry's term). A leader's blank entry, a membership change and a log
+//!   start (retention, below) are control batches
+//!   ([`rill_protocol::batch::ATTR_CONTROL`]) whose one record holds the
+//!   JSON of [`ControlPayload`].
 //! - Entry indexes are not stored in the batches: the entries are the
 //!   log's batches in order, from the *anchor* kept in the state file
 //!   (`state_file`): the batch at the anchor offset has the anchor index,
