@@ -24,6 +24,7 @@
 //! outside that order.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -105,6 +106,10 @@ struct Replication {
     /// The replicas in the controller's order: the first is the preferred
     /// leader.
     replicas: Vec<u64>,
+    /// The highest log start this replica proposed as leader and has not
+    /// seen fail: retention proposes a cut once, not at every pass while
+    /// the entry is on its way.
+    log_start_proposed: Arc<AtomicU64>,
 }
 
 /// One partition of a topic, hosted by this broker.
@@ -143,6 +148,7 @@ impl Partition {
                 replica,
                 order: Arc::default(),
                 replicas,
+                log_start_proposed: Arc::default(),
             }),
         }
     }
@@ -291,6 +297,15 @@ impl Partition {
         if offset == hw {
             return Ok(Bytes::new());
         }
+        let log_start = self.log_start_offset();
+        if offset < log_start {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start,
+                log_end: hw,
+            }
+            .into());
+        }
         let bytes = self.log.read(offset, max_bytes)?;
         Ok(below(bytes, hw))
     }
@@ -313,8 +328,16 @@ impl Partition {
         }
     }
 
+    /// The first offset readers may ask for. On a replicated partition,
+    /// the log start its leader replicated: the local log may still hold
+    /// batches below it (a segment it falls inside, or segments not yet
+    /// deleted), which are no longer served.
     pub fn log_start_offset(&self) -> u64 {
-        self.log.log_start_offset()
+        let local = self.log.log_start_offset();
+        match &self.replication {
+            None => local,
+            Some(r) => r.replica.log_start().max(local),
+        }
     }
 
     /// The next offset this partition will assign.
@@ -324,7 +347,8 @@ impl Partition {
 
     /// The first offset whose batch's max timestamp is at or after `ts_ms`.
     pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<u64>, StorageError> {
-        self.log.offset_for_timestamp(ts_ms)
+        let start = self.log_start_offset();
+        Ok(self.log.offset_for_timestamp(ts_ms)?.map(|o| o.max(start)))
     }
 
     /// A watch of the high watermark, for long-polling fetches.
@@ -345,20 +369,51 @@ impl Partition {
         self.log.tick(now_ms);
     }
 
-    /// Deletes what the topic's retention says is old. Not on a replicated
-    /// partition yet: its log is the Raft log, and each replica deleting on
-    /// its own clock would leave replicas with different logs and a lagging
-    /// follower without the entries it needs. Retention there is to be the
-    /// leader's decision, replicated as a new log start (not built yet).
+    /// Deletes what the topic's retention says is old.
+    ///
+    /// On a replicated partition each replica deleting on its own clock
+    /// would leave replicas with different logs, so retention is the
+    /// leader's decision: it computes the cut as a single node would
+    /// (`PartitionLog::retention_cut`, whole segments, never past the high
+    /// watermark) and replicates it as a new log start, on a task of its
+    /// own; each replica deletes once its Raft log is purged below it
+    /// (`rill_replication`). Nothing is deleted in this call there, and a
+    /// follower does nothing. Call it from within the runtime.
     pub(crate) fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
-        if self.replication.is_some() {
-            return Ok(RetentionOutcome {
-                segments_deleted: 0,
-                bytes_deleted: 0,
-                log_start_offset: self.log.log_start_offset(),
-            });
+        let Some(r) = &self.replication else {
+            return self.log.enforce_retention(now_ms);
+        };
+        let nothing = RetentionOutcome {
+            segments_deleted: 0,
+            bytes_deleted: 0,
+            log_start_offset: self.log_start_offset(),
+        };
+        if !r.replica.leadership().0 {
+            return Ok(nothing);
         }
-        self.log.enforce_retention(now_ms)
+        let cut = self.log.retention_cut(now_ms);
+        let hw = *r.replica.high_watermark().borrow();
+        let proposed = r.log_start_proposed.load(Ordering::Relaxed);
+        if cut <= nothing.log_start_offset || cut > hw || cut <= proposed {
+            return Ok(nothing);
+        }
+        r.log_start_proposed.store(cut, Ordering::Relaxed);
+        let (replica, proposed) = (r.replica.clone(), Arc::clone(&r.log_start_proposed));
+        let (topic, partition) = (Arc::clone(&self.topic), self.id);
+        tokio::spawn(async move {
+            match replica.advance_log_start(cut).await {
+                Ok(()) => {
+                    tracing::info!(%topic, partition, log_start = cut, "retention: new log start replicated");
+                }
+                Err(e) => {
+                    // Proposed again at the next pass (by the new leader
+                    // if leadership moved).
+                    proposed.fetch_min(cut.saturating_sub(1), Ordering::Relaxed);
+                    tracing::warn!(%topic, partition, log_start = cut, error = %e, "retention: new log start not replicated");
+                }
+            }
+        });
+        Ok(nothing)
     }
 
     pub(crate) fn stats(&self) -> LogStats {

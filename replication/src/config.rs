@@ -5,8 +5,10 @@
 //! follower would skip the data. So openraft builds no snapshot by policy
 //! (`SnapshotPolicy::Never`) and purges no log because a snapshot covers it
 //! (`max_in_snapshot_log_to_keep = u64::MAX`: the purge point it computes
-//! stays at 0). With nothing purged, a lagging follower is always sent
-//! entries. Purging, if ever, is for the partition's retention to drive.
+//! stays at 0). The only purges are retention's: below a log start the
+//! leader replicated, standing on a snapshot built for exactly that point
+//! (`state_machine`, `node`); a follower that lacks entries below it is
+//! sent that snapshot, every other lagging follower entries.
 //!
 //! Also here: [`FlushMode`], when a replica counts an entry as stored.
 

@@ -22,10 +22,11 @@
 //! - [`log_store`]: [`LogStore`] and [`LogReader`], openraft's log storage
 //!   over a `PartitionLog`, with the index it rebuilds at open.
 //! - `state_file`: the checksummed file beside the partition directory
-//!   holding the vote, the committed and purged ids and where the entries
-//!   start.
+//!   holding the vote, the committed and purged ids, where the entries
+//!   start and the snapshot of the last purge.
 //! - [`state_machine`]: [`DataStateMachine`], which tracks the applied
-//!   position and membership; snapshots are metadata only.
+//!   position, membership and log start (retention); snapshots are
+//!   metadata only.
 //! - [`config`]: [`raft_config`], openraft's config for data partitions
 //!   (no snapshot policy, no snapshot-driven purge), and [`FlushMode`]
 //!   (whether a replica counts an entry once synced or once written).
@@ -51,4 +52,6 @@ pub use node::{
 };
 pub use state_machine::{ApplyHook, DataStateMachine, MetaSnapshotBuilder};
 pub use transport::{PeerClient, PeerHandler, PeerIdentity, PeerListener, TransportError};
-pub use types::{Applied, BrokerNode, Entry, LogId, RaftBatch, TypeConfig, Vote};
+pub use types::{
+    Applied, BrokerNode, Entry, LogId, PartitionSnapshot, RaftBatch, TypeConfig, Vote,
+};

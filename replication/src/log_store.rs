@@ -3,9 +3,10 @@
 //!
 //! - A normal entry is the producer's batch itself, with its base offset
 //!   and leader epoch stamped by the append (the epoch field carries the
-//!   entry's term). A leader's blank entry and a membership change are
-//!   control batches ([`rill_protocol::batch::ATTR_CONTROL`]) whose one
-//!   record holds the JSON of [`ControlPayload`].
+//!   entry's term). A leader's blank entry, a membership change and a log
+//!   start (retention, below) are control batches
+//!   ([`rill_protocol::batch::ATTR_CONTROL`]) whose one record holds the
+//!   JSON of [`ControlPayload`].
 //! - Entry indexes are not stored in the batches: the entries are the
 //!   log's batches in order, from the *anchor* kept in the state file
 //!   (`state_file`): the batch at the anchor offset has the anchor index,
@@ -42,13 +43,32 @@
 //! purges) and at close. The state file never gets ahead of the durable
 //! log in either mode.
 //!
-//! # Purge
-//! A purge records the purged log id (and moves the anchor past it) in the
-//! state file and forgets the entries in memory. It deletes no partition
-//! data: the batches stay readable through `PartitionLog::read`, as data,
-//! not as Raft entries. Deleting data is retention's decision, which will
-//! belong to the leader (a later change); it may only delete below the
-//! anchor.
+//! # Retention and purge
+//! Retention is the leader's decision, replicated as an entry: a control
+//! batch whose payload is [`ControlPayload::LogStart`], carried by openraft
+//! as a normal entry. Applying it (`state_machine`) raises the replica's
+//! log start and asks openraft for a snapshot whose last log id is the
+//! entry just below that offset, then for a purge up to it. openraft
+//! purges only what a snapshot covers, and on a leader only once no
+//! replication task still reads those entries; so the data goes when the
+//! Raft log does, never under a reader.
+//!
+//! A purge records the purged log id, the anchor past it and the snapshot
+//! it stands on in the state file, forgets the entries in memory, then
+//! deletes the whole segments below the log start (the entry after the
+//! purged one starts there; it is at most the applied position, since
+//! openraft purges only what a snapshot covers and a snapshot only what
+//! was applied). A segment the log start falls inside stays, its batches
+//! below the start no longer served (`PartitionLog::read` still reads
+//! them; the broker refuses offsets below the replica's log start).
+//!
+//! A replica whose log does not reach the purged id (it was behind, or
+//! wiped, and the leader sent the snapshot in place of the entries it
+//! lacked) restarts its partition log empty at the snapshot's log start
+//! (`PartitionLog::restart_at`, Kafka's follower does the same); the
+//! entries after it come by normal replication. The state file is written
+//! first: a crash before the restart or the deletions finishes them at the
+//! next open.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -58,6 +78,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend};
 use rill_protocol::batch::{
@@ -68,8 +89,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::FlushMode;
 use crate::error::ReplicationError;
-use crate::state_file::{self, Anchor, PersistedState};
-use crate::types::{Entry, LogId, Membership, RaftBatch, TypeConfig, Vote};
+use crate::state_file::{self, Anchor, PersistedState, SavedSnapshot};
+use crate::types::{
+    Entry, LogId, Membership, PartitionSnapshot, RaftBatch, SnapshotMeta, TypeConfig, Vote,
+};
 
 /// Bytes asked of `PartitionLog::read` per call when scanning or reading
 /// entries (it returns at least one whole batch).
@@ -86,6 +109,11 @@ const CONTROL_TIMESTAMP_MS: i64 = 0;
 pub(crate) enum ControlPayload {
     Blank,
     Membership(Membership),
+    /// The partition's log starts at `offset` from this entry on (the
+    /// leader's retention). openraft sees it as a normal entry.
+    LogStart {
+        offset: u64,
+    },
 }
 
 /// One entry in memory.
@@ -102,6 +130,9 @@ const _: () = assert!(std::mem::size_of::<Slot>() == 16);
 #[derive(Debug)]
 struct Index {
     state: PersistedState,
+    /// The newest snapshot the state machine built or installed; the next
+    /// purge up to its last log id saves it in the state file.
+    snapshot: Option<SavedSnapshot>,
     slots: VecDeque<Slot>,
     /// One past the last entry's last offset: where the next batch goes.
     end_offset: u64,
@@ -249,12 +280,14 @@ impl LogStore {
             state_path,
             index: Mutex::new(Index {
                 state: PersistedState::default(),
+                snapshot: None,
                 slots: VecDeque::new(),
                 end_offset: log_end,
             }),
             waiters: Arc::default(),
         };
         let state = found.unwrap_or_default();
+        let mut log_end = log_end;
         let scan_from = match (state.anchor, state.purged) {
             (None, None) if log_end == log_start => log_end,
             (None, None) => {
@@ -268,6 +301,23 @@ impl LogStore {
                 return Err(shared.mismatch(format!(
                     "entries up to {p} are purged but the state records no anchor"
                 )))
+            }
+            (Some(a), Some(_)) if a.offset > log_end && retention_start(&state).is_some() => {
+                // A purge to an installed snapshot recorded its log start
+                // and stopped before the log restarted there: finish it.
+                // Nothing is in flight at open, so it completes at once.
+                match shared.log.restart_at(a.offset).now_or_never() {
+                    Some(result) => result?,
+                    None => {
+                        return Err(shared.mismatch(format!(
+                            "cannot restart the log at {} while it has writes in flight",
+                            a.offset
+                        )))
+                    }
+                }
+                log_end = a.offset;
+                shared.lock().end_offset = log_end;
+                a.offset
             }
             (Some(a), purged) => {
                 if a.offset < log_start || a.offset > log_end {
@@ -287,8 +337,13 @@ impl LogStore {
             }
         };
         let slots = scan(&shared, scan_from, log_end)?;
+        if let Some(start) = retention_start(&state) {
+            // Finishes deletions a crash interrupted (none: a no-op).
+            shared.log.delete_segments_below(start)?;
+        }
         {
             let mut index = shared.lock();
+            index.snapshot = state.snapshot.clone();
             index.state = state;
             index.slots = slots;
         }
@@ -458,40 +513,78 @@ impl LogStore {
         Ok(())
     }
 
+    /// Purges the entries up to `id` (see the module docs): the entry
+    /// after it starts at the log start, which the log holds or the
+    /// snapshot at `id` names.
     async fn purge_entries(&self, id: LogId) -> Result<(), ReplicationError> {
-        let (next, drop) = {
+        let (next, drop, start, restart, delete) = {
             let idx = self.shared.lock();
             if idx.state.purged.is_some_and(|p| p >= id) {
                 return Ok(());
             }
+            let snapshot = idx
+                .snapshot
+                .clone()
+                .filter(|s| s.meta.last_log_id == Some(id));
             let len = idx.slots.len();
             let first = idx.first_index().unwrap_or(id.index + 1);
             let drop = usize::try_from((id.index + 1).saturating_sub(first))
                 .unwrap_or(usize::MAX)
                 .min(len);
-            let anchor = match idx.slots.get(drop) {
-                Some(slot) => Anchor {
-                    index: first + drop as u64,
-                    offset: slot.base_offset,
-                },
-                // Everything purged (or beyond the last entry): the next
-                // entry goes at the log end with the index after the purge.
-                None => Anchor {
-                    index: id.index + 1,
-                    offset: idx.end_offset,
-                },
+            // Where the entry after `id` starts, if this log reaches `id`.
+            let held = match idx.slots.get(drop) {
+                Some(slot) => Some(slot.base_offset),
+                None if idx.last_log_id().is_some_and(|last| last.index == id.index) => {
+                    Some(idx.end_offset)
+                }
+                None => None,
             };
+            let (start, restart) = match (held, &snapshot) {
+                (Some(offset), Some(s)) if offset != s.data.log_start => {
+                    return Err(self.shared.mismatch(format!(
+                        "the snapshot at {id} says the log starts at {}, but the entry after \
+                         it is at offset {offset}",
+                        s.data.log_start
+                    )))
+                }
+                (Some(offset), _) => (offset, false),
+                (None, Some(s)) => (s.data.log_start, true),
+                // Past the last entry with no snapshot naming the log
+                // start (openraft's contract allows it; retention never
+                // does it): the next entry goes at the log end.
+                (None, None) => (idx.end_offset, false),
+            };
+            // Data is deleted only below a log start a snapshot names
+            // (retention's purges); any other purge forgets entries only.
+            let delete = snapshot.is_some();
             let next = PersistedState {
                 purged: Some(id),
-                anchor: Some(anchor),
+                anchor: Some(Anchor {
+                    index: id.index + 1,
+                    offset: start,
+                }),
+                snapshot: snapshot.or_else(|| idx.state.snapshot.clone()),
                 ..idx.state.clone()
             };
-            (next, drop)
+            (next, drop, start, restart, delete)
         };
         self.persist(next, |idx| {
             idx.slots.drain(..drop);
         })
-        .await
+        .await?;
+        if restart {
+            self.shared.log.restart_at(start).await?;
+            let mut idx = self.shared.lock();
+            idx.slots.clear();
+            idx.end_offset = start;
+        } else if delete {
+            let log = Arc::clone(&self.shared.log);
+            let outcome = tokio::task::spawn_blocking(move || log.delete_segments_below(start))
+                .await
+                .map_err(|e| ReplicationError::Task(e.to_string()))??;
+            tracing::debug!(dir = %self.shared.log.dir().display(), purged = %id, log_start = start, ?outcome, "raft log purged");
+        }
+        Ok(())
     }
 
     async fn update_state(
@@ -502,6 +595,15 @@ impl LogStore {
         change(&mut next);
         self.persist(next, |_| {}).await
     }
+}
+
+/// The log start the last purge left, if it stood on a snapshot naming it.
+fn retention_start(state: &PersistedState) -> Option<u64> {
+    state
+        .snapshot
+        .as_ref()
+        .filter(|s| state.purged.is_some() && s.meta.last_log_id == state.purged)
+        .map(|s| s.data.log_start)
 }
 
 /// Reads the log from `from` to `end` and returns one slot per batch,
@@ -552,9 +654,12 @@ fn encode_entry(entry: &Entry) -> Result<BytesMut, ReplicationError> {
     let control = match &entry.payload {
         EntryPayload::Normal(data) => {
             // Only what `append_replica` cannot know: that this is not a
-            // control batch. Length and CRC are checked there, once (the
-            // leader checked them before the entry entered Raft too).
-            if BatchHeader::parse(data.as_bytes())?.is_control() {
+            // control batch, but for the one control kind carried as a
+            // normal entry (a log start). Length and CRC are checked there,
+            // once (the leader checked them before the entry entered Raft).
+            if BatchHeader::parse(data.as_bytes())?.is_control()
+                && log_start_of(data.as_bytes()).is_none()
+            {
                 return Err(ReplicationError::ControlBatchAsData);
             }
             // Takes the buffer over if the entry held the only reference;
@@ -564,11 +669,58 @@ fn encode_entry(entry: &Entry) -> Result<BytesMut, ReplicationError> {
         EntryPayload::Blank => ControlPayload::Blank,
         EntryPayload::Membership(m) => ControlPayload::Membership(m.clone()),
     };
-    let json = serde_json::to_vec(&control).map_err(|e| ReplicationError::ControlPayload {
+    control_batch(&control).map_err(|e| match e {
+        ReplicationError::ControlPayload { reason, .. } => ReplicationError::ControlPayload {
+            offset: 0,
+            reason: format!("cannot encode entry {}: {reason}", entry.log_id),
+        },
+        other => other,
+    })
+}
+
+/// The control batch holding `payload`, not yet stamped.
+fn control_batch(payload: &ControlPayload) -> Result<BytesMut, ReplicationError> {
+    let json = serde_json::to_vec(payload).map_err(|e| ReplicationError::ControlPayload {
         offset: 0,
-        reason: format!("cannot encode entry {}: {e}", entry.log_id),
+        reason: e.to_string(),
     })?;
     Ok(BatchBuilder::control(CONTROL_TIMESTAMP_MS, &json)?)
+}
+
+/// The entry a leader writes to start the partition's log at `offset`: a
+/// control batch of [`ControlPayload::LogStart`], as a normal entry.
+pub(crate) fn log_start_batch(offset: u64) -> Result<RaftBatch, ReplicationError> {
+    let batch = control_batch(&ControlPayload::LogStart { offset })?;
+    Ok(RaftBatch::from_log(batch.freeze()))
+}
+
+/// The log start a batch sets, if it is a log start entry.
+pub(crate) fn log_start_of(batch: &[u8]) -> Option<u64> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if !header.is_control() {
+        return None;
+    }
+    match control_payload(batch, &header).ok()? {
+        ControlPayload::LogStart { offset } => Some(offset),
+        _ => None,
+    }
+}
+
+/// The payload of a control batch (`bytes` holds the batch).
+fn control_payload(bytes: &[u8], header: &BatchHeader) -> Result<ControlPayload, ReplicationError> {
+    let bad = |reason: String| ReplicationError::ControlPayload {
+        offset: header.base_offset,
+        reason,
+    };
+    let view = BatchView::new(bytes)?;
+    let records = view.records()?;
+    if records.len() != 1 {
+        return Err(bad(format!("{} records, expected one", records.len())));
+    }
+    let record = records
+        .get(0)
+        .ok_or_else(|| bad("its record is missing".into()))?;
+    serde_json::from_slice(record.value()).map_err(|e| bad(format!("unreadable: {e}")))
 }
 
 /// The entry a stored batch is: `bytes` is exactly the batch, `index` its
@@ -581,28 +733,63 @@ fn decode_entry(bytes: Bytes, header: &BatchHeader, index: u64) -> Result<Entry,
             payload: EntryPayload::Normal(RaftBatch::from_log(bytes)),
         });
     }
-    let bad = |reason: String| ReplicationError::ControlPayload {
-        offset: header.base_offset,
-        reason,
-    };
-    let view = BatchView::new(&bytes)?;
-    let records = view.records()?;
-    if records.len() != 1 {
-        return Err(bad(format!("{} records, expected one", records.len())));
-    }
-    let record = records
-        .get(0)
-        .ok_or_else(|| bad("its record is missing".into()))?;
-    let payload: ControlPayload =
-        serde_json::from_slice(record.value()).map_err(|e| bad(format!("unreadable: {e}")))?;
-    let payload = match payload {
+    let payload = match control_payload(&bytes, header)? {
         ControlPayload::Blank => EntryPayload::Blank,
         ControlPayload::Membership(m) => EntryPayload::Membership(m),
+        ControlPayload::LogStart { .. } => EntryPayload::Normal(RaftBatch::from_log(bytes)),
     };
     Ok(Entry { log_id, payload })
 }
 
 impl LogReader {
+    /// The log id of the entry that ends exactly at `offset` (the next
+    /// one starts there), if the log holds it or purged up to it.
+    pub(crate) fn log_id_ending_at(&self, offset: u64) -> Option<LogId> {
+        let idx = self.shared.lock();
+        let first = idx.first_index()?;
+        let ends_at = |pos: usize| match idx.slots.get(pos + 1) {
+            Some(next) => next.base_offset,
+            None => idx.end_offset,
+        };
+        if let (Some(p), Some(a)) = (idx.state.purged, idx.state.anchor) {
+            if a.offset == offset {
+                return Some(p);
+            }
+        }
+        let pos = idx
+            .slots
+            .partition_point(|s| s.base_offset < offset)
+            .checked_sub(1)?;
+        let slot = idx.slots.get(pos)?;
+        (ends_at(pos) == offset)
+            .then(|| LogId::new_term_index(u64::from(slot.term), first + pos as u64))
+    }
+
+    /// Where the log starts after the last purge, if it stood on a
+    /// snapshot naming the log start (retention's purges).
+    pub(crate) fn purged_start(&self) -> Option<u64> {
+        retention_start(&self.shared.lock().state)
+    }
+
+    /// The newest snapshot built or installed, or saved at the last purge.
+    pub(crate) fn snapshot(&self) -> Option<(SnapshotMeta, PartitionSnapshot)> {
+        let idx = self.shared.lock();
+        idx.snapshot.clone().map(|s| (s.meta, s.data))
+    }
+
+    /// Records a snapshot the state machine built or installed, for the
+    /// purge that stands on it to save.
+    pub(crate) fn set_snapshot(&self, meta: SnapshotMeta, data: PartitionSnapshot) {
+        let mut idx = self.shared.lock();
+        if idx
+            .snapshot
+            .as_ref()
+            .is_none_or(|s| s.meta.last_log_id <= meta.last_log_id)
+        {
+            idx.snapshot = Some(SavedSnapshot { meta, data });
+        }
+    }
+
     /// The offset just past entry `index` (where the next entry's batch
     /// starts), if the log holds that entry. This is what the high
     /// watermark becomes once the entry is applied.

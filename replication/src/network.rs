@@ -71,7 +71,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::state_machine::DataStateMachine;
 use crate::transport::{PeerClient, PeerHandler, TransportError};
-use crate::types::{BrokerNode, LogId, MetaSnapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::types::{
+    BrokerNode, LogId, MetaSnapshot, PartitionSnapshot, SnapshotMeta, TypeConfig, Vote,
+};
 
 /// This broker's clients to its peers, by node id: shared by every group.
 #[derive(Debug, Default)]
@@ -128,6 +130,7 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, Co
 struct SnapshotMessage {
     vote: Vote,
     meta: SnapshotMeta,
+    data: PartitionSnapshot,
 }
 
 /// A vote request, or a pre-vote (would you vote for me at the next
@@ -229,7 +232,7 @@ impl GroupClient {
 }
 
 impl RaftNetworkV2<TypeConfig> for GroupClient {
-    type SnapshotData = ();
+    type SnapshotData = PartitionSnapshot;
 
     async fn append_entries(
         &mut self,
@@ -331,6 +334,7 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         let message = SnapshotMessage {
             vote,
             meta: snapshot.meta,
+            data: snapshot.snapshot,
         };
         self.call(PeerRpc::Snapshot, "snapshot", &message)
             .await
@@ -636,7 +640,7 @@ impl PeerHandler for RaftRouter {
                         decode("snapshot", &payload).map_err(|e| e.to_string())?;
                     let snapshot = MetaSnapshot {
                         meta: m.meta,
-                        snapshot: (),
+                        snapshot: m.data,
                     };
                     answer(
                         "snapshot",

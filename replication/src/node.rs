@@ -212,12 +212,19 @@ impl ReplicationNode {
             sm = sm.with_apply_hook(hook);
         }
         let high_watermark = sm.high_watermark();
+        let log_start = sm.log_start();
+        let purge_target = sm.purge_target();
         let network = GroupNetwork::new(group.clone(), Arc::clone(&self.peers));
         let raft = PartitionRaft::new(self.id, Arc::clone(&self.raft_config), network, store, sm)
             .await
             .map_err(|e| ReplicationError::Raft(e.to_string()))?;
         self.router.insert(group.clone(), raft.clone());
         count_elections_won(&raft);
+        tokio::spawn(purge_on_log_start(
+            group.clone(),
+            raft.clone(),
+            purge_target,
+        ));
         if fresh {
             // The first replica (the preferred leader) initialises at once
             // and so, unopposed, becomes the first leader; the others only
@@ -257,6 +264,7 @@ impl ReplicationNode {
             raft,
             waiters,
             high_watermark,
+            log_start,
             election_timeout: Duration::from_millis(self.raft_config.election_timeout_min),
             peers: Arc::clone(&self.peers),
         })
@@ -276,6 +284,53 @@ impl ReplicationNode {
             listener.shutdown().await;
         }
         self.router.clear();
+    }
+}
+
+/// How long one snapshot request may take before it is asked again (a
+/// snapshot of a data partition is metadata, built at once; openraft
+/// ignores a request while it builds one).
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+
+/// Purges a group's Raft log below each new log start its state machine
+/// applies: asks openraft for a snapshot up to the purge target (the entry
+/// just below the log start), waits until openraft holds it, then asks for
+/// the purge (openraft purges only what a snapshot covers, and on a leader
+/// once no replication task reads those entries). Ends with the group.
+async fn purge_on_log_start(
+    group: GroupId,
+    raft: PartitionRaft,
+    mut targets: watch::Receiver<Option<crate::types::LogId>>,
+) {
+    while targets.changed().await.is_ok() {
+        let Some(target) = *targets.borrow_and_update() else {
+            continue;
+        };
+        let mut metrics = raft.metrics();
+        loop {
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            let deadline = tokio::time::Instant::now() + SNAPSHOT_WAIT;
+            let covered = loop {
+                if metrics.borrow_watched().snapshot.as_ref() >= Some(&target) {
+                    break true;
+                }
+                match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => break false,
+                }
+            };
+            if covered {
+                break;
+            }
+            tracing::debug!(?group, %target, "snapshot for the log start not built yet; asking again");
+        }
+        if raft.trigger().purge_log(target.index).await.is_err() {
+            return;
+        }
+        tracing::debug!(?group, %target, "raft log purge requested below the new log start");
     }
 }
 
@@ -359,6 +414,8 @@ pub struct PartitionReplica {
     raft: PartitionRaft,
     waiters: Arc<AppendWaiters>,
     high_watermark: watch::Receiver<u64>,
+    /// Where the partition's log starts for its readers.
+    log_start: watch::Receiver<u64>,
     election_timeout: Duration,
     /// To forward a proposal to the leader.
     peers: Arc<PeerClients>,
@@ -649,6 +706,43 @@ impl PartitionReplica {
                 leader: Some(leader),
             }
         })
+    }
+
+    /// Where the partition's log starts for its readers: raised by each
+    /// log start entry applied (the leader's retention) or snapshot
+    /// installed. Offsets below it are gone, or about to be.
+    pub fn log_start(&self) -> u64 {
+        *self.log_start.borrow()
+    }
+
+    /// The log start and its changes.
+    pub fn log_start_watch(&self) -> watch::Receiver<u64> {
+        self.log_start.clone()
+    }
+
+    /// As the leader, starts the partition's log at `offset` (the
+    /// leader's retention decision): writes a log start entry and waits
+    /// until it is applied here. Each replica then raises its log start
+    /// and deletes what lies below it once its Raft log is purged there.
+    /// `offset` must be where a batch starts, at or below the high
+    /// watermark; the caller takes it from its retention cut.
+    pub async fn advance_log_start(&self, offset: u64) -> Result<(), AppendError> {
+        let hw = *self.high_watermark.borrow();
+        if offset > hw {
+            return Err(AppendError::Invalid(format!(
+                "log start {offset} is past the high watermark {hw}"
+            )));
+        }
+        let batch = crate::log_store::log_start_batch(offset)
+            .map_err(|e| AppendError::Invalid(e.to_string()))?;
+        match self.raft.client_write(batch).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(e)) => Err(match client_write_error(e) {
+                Refusal::LeaseExpired => AppendError::NoQuorum,
+                Refusal::Other(e) => e,
+            }),
+            Err(RaftError::Fatal(f)) => Err(AppendError::Stopped(f.to_string())),
+        }
     }
 
     /// The high watermark (the offset past the last committed entry) and

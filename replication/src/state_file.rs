@@ -1,7 +1,7 @@
 //! The small file beside a partition's log that holds the Raft state the
-//! segments cannot: the vote, the committed and last purged log ids, and
+//! segments cannot: the vote, the committed and last purged log ids,
 //! where the entries start (the anchor: which log index the batch at which
-//! offset has).
+//! offset has) and the snapshot the last purge stood on.
 //!
 //! It lives outside the partition directory, which storage recovery owns
 //! (it removes what it does not recognise there). Every write replaces it
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReplicationError;
-use crate::types::{LogId, Vote};
+use crate::types::{LogId, PartitionSnapshot, SnapshotMeta, Vote};
 
 const MAGIC: &[u8; 4] = b"RRST";
 const FRAME_LEN: usize = 12;
@@ -50,6 +50,19 @@ pub(crate) struct PersistedState {
     pub purged: Option<LogId>,
     /// `None` until the first append or purge.
     pub anchor: Option<Anchor>,
+    /// The snapshot the last purge stood on (its last log id is
+    /// `purged`): the state machine starts from it after a restart, and
+    /// the leader sends it to a replica that lacks the purged entries.
+    /// Absent in files written before retention on replicated partitions.
+    #[serde(default)]
+    pub snapshot: Option<SavedSnapshot>,
+}
+
+/// A data partition's snapshot as the state file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SavedSnapshot {
+    pub meta: SnapshotMeta,
+    pub data: PartitionSnapshot,
 }
 
 impl Default for PersistedState {
@@ -60,6 +73,7 @@ impl Default for PersistedState {
             committed: None,
             purged: None,
             anchor: None,
+            snapshot: None,
         }
     }
 }

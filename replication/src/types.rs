@@ -44,10 +44,22 @@ pub type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 pub type Membership = openraft::Membership<u64, BrokerNode>;
 /// A membership and the log id it was stored at.
 pub type StoredMembership = openraft::StoredMembership<CommittedLeaderId, u64, BrokerNode>;
-/// A snapshot of a data partition: its metadata, no data.
-pub type MetaSnapshot = openraft::storage::Snapshot<CommittedLeaderId, u64, BrokerNode, ()>;
+/// A snapshot of a data partition: its metadata and where the partition's
+/// log starts, no data.
+pub type MetaSnapshot =
+    openraft::storage::Snapshot<CommittedLeaderId, u64, BrokerNode, PartitionSnapshot>;
 /// Metadata of a (metadata-only) snapshot.
 pub type SnapshotMeta = openraft::SnapshotMeta<CommittedLeaderId, u64, BrokerNode>;
+
+/// What a data partition's snapshot holds besides openraft's metadata:
+/// the offset its log starts at, which is where the entry after the
+/// snapshot's last log id begins. A replica that installs the snapshot in
+/// place of entries it lacks starts its log, empty, there. (The producer
+/// state below that offset is not carried yet.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSnapshot {
+    pub log_start: u64,
+}
 
 /// A broker as a Raft member: where to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -149,6 +149,15 @@ pub(crate) fn prune_below(dir: &Path, log_start: u64, backend: &dyn IoBackend) -
     Ok(())
 }
 
+/// Removes every producer snapshot of the log in `dir` (it restarts empty
+/// at a later offset: what they describe is gone).
+pub(crate) fn remove_all(dir: &Path) -> Result<()> {
+    for offset in list_snapshots(dir, true)? {
+        remove(&snapshot_path(dir, offset))?;
+    }
+    Ok(())
+}
+
 /// Rebuilds the producer state of the log whose segments are `segments`
 /// (oldest first, every one readable up to its `written_size`) and whose
 /// readable range is `log_start..end` (module docs). With `writable`,

@@ -48,6 +48,11 @@ pub(crate) struct TestCluster {
 
 impl TestCluster {
     pub(crate) async fn start() -> TestCluster {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`TestCluster::start`] with each broker's config changed by `tweak`.
+    pub(crate) async fn start_with(tweak: impl Fn(&mut BrokerConfig)) -> TestCluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let peers = IDS
             .iter()
@@ -65,6 +70,7 @@ impl TestCluster {
             config.peers = Some(peers.clone());
             config.raft_election_timeout_ms = 1_000;
             config.raft_heartbeat_ms = 100;
+            tweak(&mut config);
             nodes.insert(
                 id,
                 Node {
@@ -632,4 +638,90 @@ async fn cluster_written_mode_topic_takes_acks_all_writes_and_replicates_them_by
         );
     }
     drop(tmp);
+}
+
+/// The base offsets of the segment files of `topic`-0 in `dir`.
+fn segment_bases(dir: &Path, topic: &str) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir.join(format!("{topic}-0")))
+        .expect("partition dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_retention_by_size_on_a_replicated_topic_deletes_old_segments_on_every_replica() {
+    // Proves the leader's retention cut reaches all three brokers: real
+    // brokers, retention checked every 100 ms, a topic with 4 KiB segments
+    // and 16 KiB retention; polls (bounded) for the outcome on disk.
+    let cluster = TestCluster::start_with(|c| c.retention_check_interval_ms = 100).await;
+    await_metadata(&cluster, 1, None, "three registered brokers", |m| {
+        (m.brokers.len() == 3 && m.controller_id > 0).then_some(())
+    })
+    .await;
+    let mut admin = cluster.client(1).await;
+    let request = Request::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: "kept".into(),
+            partitions: 1,
+            replication_factor: 3,
+            configs: vec![
+                ("segment.bytes".into(), "4096".into()),
+                ("retention.bytes".into(), "16384".into()),
+            ],
+        }],
+        validate_only: false,
+    });
+    match admin.call(request).await {
+        Response::CreateTopics(r) => assert_eq!(r.topics[0].error, ErrorCode::None, "{r:?}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let (leader, _) = await_leader(&cluster, 1, "kept", &IDS).await;
+    let mut client = cluster.client(leader).await;
+    for i in 0..120 {
+        let p = client
+            .produce("kept", 0, Acks::All, batch(4, &format!("r{i}"), 1_000 + i))
+            .await;
+        assert_eq!(p.error, ErrorCode::None, "produce {i}");
+    }
+    // The leader replicates a log start past offset 0.
+    let deadline = tokio::time::Instant::now() + CLUSTER_DEADLINE;
+    let start = loop {
+        let earliest = client.list_offset("kept", 0, -2).await;
+        assert_eq!(earliest.error, ErrorCode::None);
+        if earliest.offset > 0 {
+            break earliest.offset;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no retention");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Below it: out of range, as on a single node. From it: the records.
+    let below = client.fetch("kept", 0, 0, 0, 0).await;
+    assert_eq!(below.error, ErrorCode::OffsetOutOfRange);
+    let from = client.fetch("kept", 0, start, 0, 0).await;
+    assert_eq!(from.error, ErrorCode::None);
+    assert!(!from.records.is_empty(), "records from the new start");
+    // Every replica deletes its segments below the start (followers agree
+    // on where the log starts; nothing rolls by time here, so their
+    // segments are the leader's).
+    for id in IDS {
+        let dir = cluster.nodes[&id].dir.clone();
+        let deadline = tokio::time::Instant::now() + CLUSTER_DEADLINE;
+        loop {
+            let bases = segment_bases(&dir, "kept");
+            if bases.first().is_some_and(|&b| b >= start) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "broker {id} still holds segments {bases:?} below {start}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    cluster.shutdown().await;
 }

@@ -3,7 +3,9 @@
 //! over the real transport: elections, commits on every replica, a
 //! follower refusing writes, failover, a restarted and a wiped replica
 //! caught up, a deposed leader's uncommitted suffix truncated, and
-//! written mode committing without fsyncs.
+//! written mode committing without fsyncs, and
+//! retention: the leader's log start replicated, segments below it deleted
+//! on every replica, a replica behind it sent a snapshot.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use rill_replication::{
     PeerIdentity, ReplicationNode,
 };
 use rill_storage::io::{open_backend, IoBackendChoice};
-use rill_storage::PartitionLog;
+use rill_storage::{LogConfig, PartitionLog};
 use tempfile::TempDir;
 
 use crate::support::{config, tempdir};
@@ -42,9 +44,16 @@ struct Member {
     replica: PartitionReplica,
 }
 
+/// Retention by size (only the retention tests ask for a cut).
+const RETENTION_BYTES: u64 = 8 * 1024;
+
 fn open_log(dir: &Path) -> Arc<PartitionLog> {
     let backend = open_backend(IoBackendChoice::Std).expect("std backend");
-    Arc::new(PartitionLog::open(&dir.join("orders-0"), config(), backend).expect("open log"))
+    let config = LogConfig {
+        retention_bytes: Some(RETENTION_BYTES),
+        ..config()
+    };
+    Arc::new(PartitionLog::open(&dir.join("orders-0"), config, backend).expect("open log"))
 }
 
 /// The election timeout of most tests.
@@ -225,8 +234,13 @@ fn batch(seed: u64, records: usize) -> Bytes {
 /// Every batch of `log` from its start to `end`: (base offset, epoch,
 /// control, the bytes after the header).
 fn batches(log: &PartitionLog, end: u64) -> Vec<(u64, u32, bool, Bytes)> {
+    batches_from(log, log.log_start_offset(), end)
+}
+
+/// [`batches`] from `start`.
+fn batches_from(log: &PartitionLog, start: u64, end: u64) -> Vec<(u64, u32, bool, Bytes)> {
     let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
+    let mut offset = start;
     while offset < end {
         let chunk = log.read(offset, 1 << 20).expect("read");
         let mut pos = 0;
@@ -393,7 +407,7 @@ async fn cluster_a_leaders_closed_connections_start_an_election_without_waiting_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_leadership_moves_to_the_replica_it_is_handed_to() {
-    let mut c = Cluster::start().await;
+    let c = Cluster::start().await;
     let first = c.leader().await;
     c.members[&first]
         .replica
@@ -579,4 +593,145 @@ async fn cluster_in_written_mode_commits_without_fsyncs_and_replicates_byte_for_
         leader_syncs >= COMMITS,
         "synced mode: the leader synced {leader_syncs} times for {COMMITS} commits"
     );
+}
+
+/// The base offsets of the segment files in a partition directory.
+fn segment_bases(dir: &Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir.join("orders-0"))
+        .expect("partition dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+/// Polls `done` until it holds, within [`DEADLINE`] (deletions follow a
+/// purge openraft runs when it sees fit: there is no event to await).
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Appends `n` committed batches from seed `from` through `leader`.
+async fn fill(c: &Cluster, leader: u64, from: u64, n: u64) {
+    for seed in from..from + n {
+        c.members[&leader]
+            .replica
+            .append(batch(seed, 4), AppendWait::Committed)
+            .await
+            .expect("committed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_retention_log_start_is_replicated_and_every_replica_deletes_below_it() {
+    let mut c = Cluster::start().await;
+    let leader = c.leader().await;
+    fill(&c, leader, 0, 300).await;
+    let hw = c.members[&leader].log.log_end_offset();
+    c.all_at(hw).await;
+    let cut = c.members[&leader].log.retention_cut(now_ms());
+    assert!(cut > 0, "the log outgrew its retention");
+    assert_eq!(c.members[&leader].replica.log_start(), 0);
+    c.members[&leader]
+        .replica
+        .advance_log_start(cut)
+        .await
+        .expect("log start replicated");
+    for (id, m) in &c.members {
+        eventually(&format!("replica {id} deletes below {cut}"), || {
+            m.replica.log_start() == cut && m.log.log_start_offset() == cut
+        })
+        .await;
+        // Same writes, same segment boundaries (nothing rolls by time
+        // here): every replica's first segment is the cut.
+        assert_eq!(segment_bases(&m.dir).first(), Some(&cut), "replica {id}");
+        assert!(m.log.size_bytes() <= c.members[&leader].log.size_bytes() + 4096);
+    }
+    let hw = c.members[&leader].log.log_end_offset();
+    c.all_at(hw).await;
+    let reference = batches_from(&c.members[&leader].log, cut, hw);
+    assert!(reference.iter().any(|b| !b.2), "data above the cut");
+    for m in c.members.values() {
+        assert_eq!(
+            batches_from(&m.log, cut, hw),
+            reference,
+            "replica logs agree"
+        );
+        assert!(m.log.read(cut - 1, 1).is_err(), "nothing below the cut");
+    }
+    // The log start survives a restart, and the restarted replica keeps
+    // replicating from there.
+    let follower = *IDS.iter().find(|&&id| id != leader).expect("a follower");
+    let dir = c.stop(follower).await;
+    c.restart(follower, dir).await;
+    fill(&c, leader, 300, 20).await;
+    let hw = c.members[&leader].log.log_end_offset();
+    c.all_at(hw).await;
+    assert_eq!(c.members[&follower].replica.log_start(), cut);
+    assert_eq!(c.members[&follower].log.log_start_offset(), cut);
+    assert_eq!(
+        batches_from(&c.members[&follower].log, cut, hw),
+        batches_from(&c.members[&leader].log, cut, hw)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_a_follower_behind_the_log_start_restarts_its_log_there_from_a_snapshot() {
+    let mut c = Cluster::start().await;
+    let leader = c.leader().await;
+    fill(&c, leader, 0, 20).await;
+    let hw = c.members[&leader].log.log_end_offset();
+    c.all_at(hw).await;
+    let lagging = *IDS.iter().find(|&&id| id != leader).expect("a follower");
+    let old_end = c.members[&lagging].log.log_end_offset();
+    let dir = c.stop(lagging).await;
+    fill(&c, leader, 20, 300).await;
+    let cut = c.members[&leader].log.retention_cut(now_ms());
+    assert!(cut > old_end, "the cut passes the stopped follower's end");
+    c.members[&leader]
+        .replica
+        .advance_log_start(cut)
+        .await
+        .expect("log start replicated by the majority");
+    for (id, m) in &c.members {
+        eventually(&format!("replica {id} deletes below {cut}"), || {
+            m.log.log_start_offset() == cut
+        })
+        .await;
+    }
+    c.restart(lagging, dir).await;
+    fill(&c, leader, 320, 5).await;
+    let hw = c.members[&leader].log.log_end_offset();
+    c.all_at(hw).await;
+    let m = &c.members[&lagging];
+    assert_eq!(m.replica.log_start(), cut);
+    assert_eq!(
+        m.log.log_start_offset(),
+        cut,
+        "its log restarted at the log start"
+    );
+    assert_eq!(segment_bases(&m.dir).first(), Some(&cut));
+    assert_eq!(
+        batches_from(&m.log, cut, hw),
+        batches_from(&c.members[&leader].log, cut, hw),
+        "byte-identical from the log start"
+    );
+    // And it keeps its place after one more restart.
+    let dir = c.stop(lagging).await;
+    c.restart(lagging, dir).await;
+    c.all_at(hw).await;
+    assert_eq!(c.members[&lagging].replica.log_start(), cut);
 }

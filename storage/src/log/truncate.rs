@@ -76,6 +76,62 @@ impl PartitionLog {
         }
     }
 
+    /// Drops the whole log and starts it again, empty, at `offset`, which
+    /// must not be below the log end (Kafka's `truncateFullyAndStartAt`):
+    /// a replica that was sent its leader's log start in place of the
+    /// entries it lacked continues from there. Waits for in-flight writes
+    /// and syncs as [`PartitionLog::truncate_to`] does; the producer state
+    /// starts empty (what it held described batches now gone).
+    pub async fn restart_at(&self, offset: u64) -> Result<()> {
+        let mut rx = self.progress_tx.subscribe();
+        loop {
+            rx.borrow_and_update();
+            {
+                let mut inner = self.lock();
+                inner.check_writable()?;
+                if inner.pending.is_empty() && !inner.sync_in_flight {
+                    if offset < inner.next_offset {
+                        return Err(inner.out_of_range(offset));
+                    }
+                    let result = self.restart_locked(&mut inner, offset);
+                    if let Err(e) = &result {
+                        self.fail(&mut inner, format!("restart at {offset} failed: {e}"));
+                    }
+                    return result;
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(StorageError::Closed);
+            }
+        }
+    }
+
+    fn restart_locked(&self, inner: &mut Inner, offset: u64) -> Result<()> {
+        // The old segments go first: recovery wants contiguous segments,
+        // so a crash between the two steps must not leave old ones and a
+        // new one past their end. (The caller records the new start
+        // before, and finishes the restart at its next open.)
+        let old: Vec<Segment> = inner.segments.drain(..).collect();
+        for segment in &old {
+            recovery::remove_segment_files(&self.dir, segment.base_offset, self.backend.as_ref())?;
+        }
+        let segment = Segment::create(&self.dir, offset, self.backend.as_ref())?;
+        inner.segments.push(segment);
+        inner.log_start = offset;
+        inner.next_offset = offset;
+        inner.written_end = offset;
+        inner.durable_end = offset;
+        producers::remove_all(&self.dir)?;
+        self.rebuild_producers(inner)?;
+        self.backend
+            .sync_dir(&self.dir)
+            .map_err(|e| StorageError::io(&self.dir, e))?;
+        inner.start_epoch(offset);
+        tracing::info!(dir = %self.dir.display(), offset, "log restarted empty");
+        self.publish(inner);
+        Ok(())
+    }
+
     /// `truncate_to` once no write or sync is in flight.
     fn truncate_idle(&self, inner: &mut Inner, offset: u64) -> Result<()> {
         if offset >= inner.next_offset {

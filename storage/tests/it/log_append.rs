@@ -274,6 +274,78 @@ fn log_retention_by_size() {
     }
 }
 
+/// A replicated partition's retention in its two halves: `retention_cut`
+/// names the start `enforce_retention` would leave and deletes nothing;
+/// `delete_segments_below` deletes only whole segments below an offset;
+/// `restart_at` drops everything and starts empty past the old end.
+#[test]
+fn log_retention_cut_delete_below_and_restart_at() {
+    let rt = runtime();
+    for (name, backend) in backends() {
+        let dir = tempdir();
+        let config = LogConfig {
+            retention_bytes: Some(7000),
+            ..small_config(4096)
+        };
+        let log = PartitionLog::open(dir.path(), config, backend.clone()).unwrap();
+        let mut bases = Vec::new();
+        for i in 0..6 {
+            let b = batch(1, 3000, 1_000, Compression::None, i);
+            bases.push(
+                rt.block_on(log.append(b, Durability::Written))
+                    .unwrap()
+                    .base_offset,
+            );
+        }
+        assert_eq!(log.segment_count(), 6, "{name}");
+        let cut = log.retention_cut(now_ms());
+        assert_eq!(cut, bases[3], "{name}: keeps the last three segments");
+        assert_eq!((log.segment_count(), log.log_start_offset()), (6, 0));
+        // One batch of one record per segment: segment k is [k, k + 1).
+        let out = log.delete_segments_below(bases[2]).unwrap();
+        assert_eq!(out.segments_deleted, 2, "{name}");
+        assert_eq!(log.log_start_offset(), bases[2]);
+        assert!(log.read(bases[2], 1).is_ok());
+        assert_eq!(
+            log.delete_segments_below(bases[2])
+                .unwrap()
+                .segments_deleted,
+            0
+        );
+        let out = log.delete_segments_below(cut).unwrap();
+        assert_eq!((out.segments_deleted, log.log_start_offset()), (1, cut));
+        assert_eq!(
+            log.delete_segments_below(u64::MAX)
+                .unwrap()
+                .segments_deleted,
+            2
+        );
+        assert_eq!(log.segment_count(), 1, "never the active segment");
+        let end = log.log_end_offset();
+        assert!(
+            rt.block_on(log.restart_at(end - 1)).is_err(),
+            "{name}: below the end"
+        );
+        rt.block_on(log.restart_at(end + 100)).unwrap();
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.segment_count()
+            ),
+            (end + 100, end + 100, 1)
+        );
+        assert!(log.read(end, 1).is_err());
+        rt.block_on(log.close()).unwrap();
+        let log = PartitionLog::open(dir.path(), small_config(4096), backend).unwrap();
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (end + 100, end + 100),
+            "{name}: reopened"
+        );
+    }
+}
+
 /// `offset_for_timestamp` returns the base of the earliest batch whose max
 /// timestamp reaches the target, as a linear search over what was sent.
 #[test]
