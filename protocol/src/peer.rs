@@ -335,6 +335,71 @@ impl PeerFrame {
         }
     }
 
+    /// [`PeerFrame::encode`], but a request's or response's payload is
+    /// not copied: `head` gets the length prefix and every field before
+    /// the payload, and the payload comes back to be written after it
+    /// (vectored I/O) from the buffer it is in. Other frames go whole into
+    /// `head`, with an empty payload.
+    pub fn encode_split(&self, head: &mut BytesMut) -> Result<Bytes, PeerError> {
+        let payload = match self {
+            PeerFrame::Request { payload, .. } | PeerFrame::Response { payload, .. } => payload,
+            PeerFrame::Hello { .. } | PeerFrame::Refused { .. } => {
+                self.encode(head)?;
+                return Ok(Bytes::new());
+            }
+        };
+        let start = head.len();
+        head.put_u32_le(0);
+        let fields = match self {
+            PeerFrame::Request {
+                correlation_id,
+                group,
+                rpc,
+                ..
+            } => {
+                head.put_u8(KIND_REQUEST);
+                head.put_u64_le(*correlation_id);
+                let group = match group {
+                    GroupId::Controller => {
+                        head.put_u8(GROUP_CONTROLLER);
+                        Ok(())
+                    }
+                    GroupId::Partition { topic, partition } => {
+                        head.put_u8(GROUP_PARTITION);
+                        put_string(head, topic).map(|()| head.put_u32_le(*partition))
+                    }
+                };
+                group.map(|()| head.put_u8(*rpc as u8))
+            }
+            PeerFrame::Response {
+                correlation_id, ok, ..
+            } => {
+                head.put_u8(KIND_RESPONSE);
+                head.put_u64_le(*correlation_id);
+                head.put_u8(if *ok { 0 } else { 1 });
+                Ok(())
+            }
+            PeerFrame::Hello { .. } | PeerFrame::Refused { .. } => Ok(()),
+        };
+        let len = head.len() - start - PEER_LENGTH_PREFIX_BYTES + payload.len();
+        let checked = fields.and(if len > PEER_FRAME_BYTES_MAX {
+            Err(PeerError::FrameTooLarge {
+                len,
+                max: PEER_FRAME_BYTES_MAX,
+            })
+        } else {
+            Ok(())
+        });
+        if let Err(e) = checked {
+            head.truncate(start);
+            return Err(e);
+        }
+        // `len` ≤ PEER_FRAME_BYTES_MAX, which fits a u32 (checked below).
+        let prefix = u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes();
+        head[start..start + PEER_LENGTH_PREFIX_BYTES].copy_from_slice(&prefix);
+        Ok(payload.clone())
+    }
+
     fn encode_body(&self, out: &mut BytesMut) -> Result<(), PeerError> {
         match self {
             PeerFrame::Hello {

@@ -427,7 +427,7 @@ impl LogStore {
                 EntryPayload::Normal(data) => data.tag(),
                 _ => None,
             };
-            let mut batch = encode_entry(&entry)?;
+            let mut batch = encode_entry(entry)?;
             let (base_offset, reanchor) = {
                 let idx = self.shared.lock();
                 if let Some(next) = idx.next_index().filter(|&n| n != index) {
@@ -650,8 +650,9 @@ fn scan(shared: &Shared, from: u64, end: u64) -> Result<VecDeque<Slot>, Replicat
 }
 
 /// The batch an entry is stored as, not yet stamped.
-fn encode_entry(entry: &Entry) -> Result<BytesMut, ReplicationError> {
-    let control = match &entry.payload {
+fn encode_entry(entry: Entry) -> Result<BytesMut, ReplicationError> {
+    let log_id = entry.log_id;
+    let control = match entry.payload {
         EntryPayload::Normal(data) => {
             // Only what `append_replica` cannot know: that this is not a
             // control batch, but for the one control kind carried as a
@@ -662,17 +663,18 @@ fn encode_entry(entry: &Entry) -> Result<BytesMut, ReplicationError> {
             {
                 return Err(ReplicationError::ControlBatchAsData);
             }
-            // Takes the buffer over if the entry held the only reference;
-            // else one copy, since stamping writes into it.
-            return Ok(BytesMut::from(data.as_bytes().clone()));
+            // Takes the buffer over if the entry held the only reference
+            // (a follower's decoded entry does); else one copy, since
+            // stamping writes into it.
+            return Ok(BytesMut::from(data.into_bytes()));
         }
         EntryPayload::Blank => ControlPayload::Blank,
-        EntryPayload::Membership(m) => ControlPayload::Membership(m.clone()),
+        EntryPayload::Membership(m) => ControlPayload::Membership(m),
     };
     control_batch(&control).map_err(|e| match e {
         ReplicationError::ControlPayload { reason, .. } => ReplicationError::ControlPayload {
             offset: 0,
-            reason: format!("cannot encode entry {}: {reason}", entry.log_id),
+            reason: format!("cannot encode entry {log_id}: {reason}"),
         },
         other => other,
     })

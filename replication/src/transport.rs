@@ -156,10 +156,25 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<PeerFrame, R
     PeerFrame::decode(Bytes::from(body)).map_err(ReadError::Frame)
 }
 
-fn encode(frame: &PeerFrame) -> Result<BytesMut, PeerError> {
-    let mut out = BytesMut::new();
-    frame.encode(&mut out)?;
-    Ok(out)
+/// A frame ready to write: its head, then its payload from the buffer the
+/// payload was built in (a batch crosses without one more copy).
+#[derive(Debug)]
+struct OutFrame {
+    head: BytesMut,
+    payload: Bytes,
+}
+
+fn encode(frame: &PeerFrame) -> Result<OutFrame, PeerError> {
+    let mut head = BytesMut::new();
+    let payload = frame.encode_split(&mut head)?;
+    Ok(OutFrame { head, payload })
+}
+
+/// Writes `frame` whole: head and payload in one vectored write where the
+/// socket takes it.
+async fn write_frame(writer: &mut OwnedWriteHalf, frame: OutFrame) -> std::io::Result<()> {
+    let mut buf = bytes::Buf::chain(frame.head.freeze(), frame.payload);
+    writer.write_all_buf(&mut buf).await
 }
 
 fn reason_label(reason: RefusedReason) -> &'static str {
@@ -214,8 +229,8 @@ async fn refuse(
     ::metrics::counter!(PEER_CONNECTIONS_REFUSED_TOTAL, "reason" => reason_label(reason))
         .increment(1);
     tracing::warn!(%peer, ?reason, %message, "refusing peer connection");
-    if let Ok(bytes) = encode(&PeerFrame::Refused { reason, message }) {
-        let _ = writer.write_all(&bytes).await;
+    if let Ok(frame) = encode(&PeerFrame::Refused { reason, message }) {
+        let _ = write_frame(writer, frame).await;
     }
     let _ = writer.shutdown().await;
 }
@@ -364,7 +379,7 @@ async fn serve(
     };
     match encode(&hello) {
         Ok(bytes) => {
-            if writer.write_all(&bytes).await.is_err() {
+            if write_frame(&mut writer, bytes).await.is_err() {
                 return;
             }
         }
@@ -376,7 +391,7 @@ async fn serve(
     tracing::debug!(%peer, node = from, "peer connected");
     handler.peer_connected(from);
 
-    let (out_tx, out_rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE_FRAMES);
+    let (out_tx, out_rx) = mpsc::channel::<OutFrame>(WRITE_QUEUE_FRAMES);
     let writer_task = tokio::spawn(write_loop(writer, out_rx));
     let mut groups: HashMap<GroupId, mpsc::Sender<Job>> = HashMap::new();
     let mut workers = tokio::task::JoinSet::new();
@@ -442,7 +457,7 @@ async fn group_worker(
     group: GroupId,
     mut jobs: mpsc::Receiver<Job>,
     handler: Arc<dyn PeerHandler>,
-    out: mpsc::Sender<BytesMut>,
+    out: mpsc::Sender<OutFrame>,
 ) {
     while let Some(job) = jobs.recv().await {
         let answer = handler
@@ -480,9 +495,9 @@ async fn group_worker(
     }
 }
 
-async fn write_loop(mut writer: OwnedWriteHalf, mut frames: mpsc::Receiver<BytesMut>) {
+async fn write_loop(mut writer: OwnedWriteHalf, mut frames: mpsc::Receiver<OutFrame>) {
     while let Some(frame) = frames.recv().await {
-        if writer.write_all(&frame).await.is_err() {
+        if write_frame(&mut writer, frame).await.is_err() {
             return;
         }
     }
@@ -507,7 +522,7 @@ type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<Bytes, TransportError>>
 /// One live connection of a [`PeerClient`].
 #[derive(Debug)]
 struct ClientConn {
-    out: mpsc::Sender<BytesMut>,
+    out: mpsc::Sender<OutFrame>,
     pending: Arc<Pending>,
     closed: Arc<AtomicBool>,
     reader: JoinHandle<()>,
@@ -640,8 +655,7 @@ impl PeerClient {
             to: self.node,
         })
         .map_err(|e| connect_err(e.to_string()))?;
-        writer
-            .write_all(&hello)
+        write_frame(&mut writer, hello)
             .await
             .map_err(|e| connect_err(e.to_string()))?;
         let bad_peer = |message: String| TransportError::BadPeer {

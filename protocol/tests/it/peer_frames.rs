@@ -81,6 +81,15 @@ proptest! {
     }
 
     #[test]
+    fn a_split_frame_is_the_whole_frame_in_two_parts(frame in peer_frame()) {
+        let mut head = BytesMut::new();
+        let payload = frame.encode_split(&mut head).expect("encodes");
+        let mut joined = head.to_vec();
+        joined.extend_from_slice(&payload);
+        prop_assert_eq!(&joined[..], &encoded(&frame)[..]);
+    }
+
+    #[test]
     fn peer_frames_cut_short_are_refused_or_shorter_payloads(frame in peer_frame(), cut in any::<prop::sample::Index>()) {
         let bytes = body(&encoded(&frame));
         let at = cut.index(bytes.len());
