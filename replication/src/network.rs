@@ -558,7 +558,7 @@ fn pre_vote_without_leader(
     let granted = m.state != ServerState::Leader
         && rpc.vote.leader_id().term > m.current_term
         && rpc.last_log_id >= last;
-    VoteResponse::new(&m.vote, last, granted)
+    VoteResponse::new(m.vote, last, granted)
 }
 
 /// Where `voter` stands among a group's followers when they replace a lost
