@@ -37,6 +37,12 @@
 //!   gone is judged on the candidate's log alone, as a leadership transfer
 //!   is (openraft's `leadership_transfer` flag).
 //!
+//! A leader handing its leadership over (to the preferred replica) takes
+//! no writes until the target campaigns; if the target's connections end
+//! meanwhile, it hands over to another live voter instead (openraft
+//! cannot take a transfer back), and it never starts a transfer to a
+//! gone peer.
+//!
 //! Raft's safety does not rest on the lease (a vote is still one per term,
 //! for a log at least as long as the voter's): the lease only keeps a live
 //! leader from being disturbed. A leader both followers lost their
@@ -375,6 +381,9 @@ pub struct RaftRouter {
     jitter_seed: RandomState,
     /// To ask the other voters before a peer-loss election.
     clients: Arc<PeerClients>,
+    /// The leadership transfers this broker started, by group: target,
+    /// and the term it led in (a transfer that happened ends that term).
+    transfers: Mutex<HashMap<GroupId, (u64, u64)>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -393,6 +402,67 @@ impl RaftRouter {
             election_jitter,
             jitter_seed: RandomState::new(),
             clients,
+            transfers: Mutex::default(),
+        }
+    }
+
+    /// Notes that this broker, leading `group`, hands leadership to `to`.
+    pub fn transferring(&self, group: GroupId, to: u64) {
+        let term = read(&self.groups)
+            .get(&group)
+            .map(|raft| raft.metrics().borrow_watched().current_term);
+        if let Some(term) = term {
+            lock(&self.transfers).insert(group, (to, term));
+        }
+    }
+
+    /// A leader handing over to `node` takes no writes until `node`
+    /// campaigns, which a gone `node` never does: hands over to another
+    /// voter instead (openraft cannot take a transfer back), so the group
+    /// does not wait out the other follower's election timeout.
+    fn redirect_transfers_to(&self, node: u64) {
+        let groups: Vec<(GroupId, u64)> = {
+            let mut transfers = lock(&self.transfers);
+            let to_node: Vec<(GroupId, u64)> = transfers
+                .iter()
+                .filter(|(_, &(to, _))| to == node)
+                .map(|(g, &(_, term))| (g.clone(), term))
+                .collect();
+            for (g, _) in &to_node {
+                transfers.remove(g);
+            }
+            to_node
+        };
+        for (group, term) in groups {
+            let Some(raft) = read(&self.groups).get(&group).cloned() else {
+                continue;
+            };
+            let other = {
+                let m = raft.metrics();
+                let m = m.borrow_watched();
+                // Still leading in the term of the transfer: it is pending.
+                if m.state != ServerState::Leader || m.current_term != term {
+                    continue;
+                }
+                let me = m.id;
+                let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+                voters
+                    .into_iter()
+                    .find(|&v| v != me && v != node && !self.peer_gone(v))
+            };
+            let Some(other) = other else { continue };
+            tracing::info!(
+                ?group,
+                gone = node,
+                to = other,
+                "the transfer target's connection ended; handing leadership to another replica"
+            );
+            lock(&self.transfers).insert(group.clone(), (other, term));
+            tokio::spawn(async move {
+                if let Err(e) = raft.trigger().transfer_leader(other).await {
+                    tracing::debug!(?group, error = %e, "transfer not started");
+                }
+            });
         }
     }
 
@@ -486,6 +556,7 @@ impl RaftRouter {
     }
 
     pub fn remove(&self, group: &GroupId) -> Option<PartitionRaft> {
+        lock(&self.transfers).remove(group);
         write(&self.groups).remove(group)
     }
 
@@ -680,6 +751,7 @@ impl PeerHandler for RaftRouter {
         };
         if now_gone {
             self.elect_without(from);
+            self.redirect_transfers_to(from);
         }
     }
 }

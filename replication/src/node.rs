@@ -267,6 +267,7 @@ impl ReplicationNode {
             log_start,
             election_timeout: Duration::from_millis(self.raft_config.election_timeout_min),
             peers: Arc::clone(&self.peers),
+            router: Arc::clone(&self.router),
         })
     }
 
@@ -419,6 +420,8 @@ pub struct PartitionReplica {
     election_timeout: Duration,
     /// To forward a proposal to the leader.
     peers: Arc<PeerClients>,
+    /// Which peers are gone, and the leadership transfers under way.
+    router: Arc<RaftRouter>,
 }
 
 impl std::fmt::Debug for PartitionReplica {
@@ -815,7 +818,13 @@ impl PartitionReplica {
     }
 
     /// Asks openraft to hand leadership to `to` (it must be caught up).
+    /// Not to a broker whose connections are gone: a leader handing over
+    /// takes no writes until the target campaigns.
     pub async fn transfer_leader(&self, to: u64) -> Result<(), AppendError> {
+        if self.router.peer_gone(to) {
+            return Err(AppendError::NotLeader { leader: None });
+        }
+        self.router.transferring(self.group.clone(), to);
         self.raft
             .trigger()
             .transfer_leader(to)
