@@ -313,26 +313,7 @@ impl PeerFrame {
         out.put_u32_le(0);
         let result = self.encode_body(out);
         let len = out.len() - start - PEER_LENGTH_PREFIX_BYTES;
-        let result = result.and(if len > PEER_FRAME_BYTES_MAX {
-            Err(PeerError::FrameTooLarge {
-                len,
-                max: PEER_FRAME_BYTES_MAX,
-            })
-        } else {
-            Ok(())
-        });
-        match result {
-            Ok(()) => {
-                // `len` ≤ PEER_FRAME_BYTES_MAX, which fits a u32 (checked below).
-                let prefix = u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes();
-                out[start..start + PEER_LENGTH_PREFIX_BYTES].copy_from_slice(&prefix);
-                Ok(())
-            }
-            Err(e) => {
-                out.truncate(start);
-                Err(e)
-            }
-        }
+        finish_prefix(out, start, len, result)
     }
 
     /// [`PeerFrame::encode`], but a request's or response's payload is
@@ -382,22 +363,7 @@ impl PeerFrame {
             PeerFrame::Hello { .. } | PeerFrame::Refused { .. } => Ok(()),
         };
         let len = head.len() - start - PEER_LENGTH_PREFIX_BYTES + payload.len();
-        let checked = fields.and(if len > PEER_FRAME_BYTES_MAX {
-            Err(PeerError::FrameTooLarge {
-                len,
-                max: PEER_FRAME_BYTES_MAX,
-            })
-        } else {
-            Ok(())
-        });
-        if let Err(e) = checked {
-            head.truncate(start);
-            return Err(e);
-        }
-        // `len` ≤ PEER_FRAME_BYTES_MAX, which fits a u32 (checked below).
-        let prefix = u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes();
-        head[start..start + PEER_LENGTH_PREFIX_BYTES].copy_from_slice(&prefix);
-        Ok(payload.clone())
+        finish_prefix(head, start, len, fields).map(|()| payload.clone())
     }
 
     fn encode_body(&self, out: &mut BytesMut) -> Result<(), PeerError> {
@@ -452,6 +418,33 @@ impl PeerFrame {
         }
         Ok(())
     }
+}
+
+/// Writes the length prefix reserved at `start` for a frame of `len`
+/// bytes after it, or takes back what was written from `start` on if the
+/// fields failed or the frame is over [`PEER_FRAME_BYTES_MAX`].
+fn finish_prefix(
+    out: &mut BytesMut,
+    start: usize,
+    len: usize,
+    fields: Result<(), PeerError>,
+) -> Result<(), PeerError> {
+    let checked = fields.and(if len > PEER_FRAME_BYTES_MAX {
+        Err(PeerError::FrameTooLarge {
+            len,
+            max: PEER_FRAME_BYTES_MAX,
+        })
+    } else {
+        Ok(())
+    });
+    if let Err(e) = checked {
+        out.truncate(start);
+        return Err(e);
+    }
+    // `len` ≤ PEER_FRAME_BYTES_MAX, which fits a u32 (checked below).
+    let prefix = u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes();
+    out[start..start + PEER_LENGTH_PREFIX_BYTES].copy_from_slice(&prefix);
+    Ok(())
 }
 
 const _: () = assert!(PEER_FRAME_BYTES_MAX <= u32::MAX as usize);

@@ -60,6 +60,13 @@ impl PartitionLog {
     /// So a dropped future has either truncated nothing (it was still
     /// waiting) or truncated completely.
     pub async fn truncate_to(&self, offset: u64) -> Result<()> {
+        self.when_idle(|inner| self.truncate_idle(inner, offset))
+            .await
+    }
+
+    /// Runs `f` under the lock once no write or sync is in flight (see
+    /// [`PartitionLog::truncate_to`] for why under the lock).
+    async fn when_idle<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T>) -> Result<T> {
         let mut rx = self.progress_tx.subscribe();
         loop {
             rx.borrow_and_update();
@@ -67,7 +74,7 @@ impl PartitionLog {
                 let mut inner = self.lock();
                 inner.check_writable()?;
                 if inner.pending.is_empty() && !inner.sync_in_flight {
-                    return self.truncate_idle(&mut inner, offset);
+                    return f(&mut inner);
                 }
             }
             if rx.changed().await.is_err() {
@@ -83,27 +90,17 @@ impl PartitionLog {
     /// and syncs as [`PartitionLog::truncate_to`] does; the producer state
     /// starts empty (what it held described batches now gone).
     pub async fn restart_at(&self, offset: u64) -> Result<()> {
-        let mut rx = self.progress_tx.subscribe();
-        loop {
-            rx.borrow_and_update();
-            {
-                let mut inner = self.lock();
-                inner.check_writable()?;
-                if inner.pending.is_empty() && !inner.sync_in_flight {
-                    if offset < inner.next_offset {
-                        return Err(inner.out_of_range(offset));
-                    }
-                    let result = self.restart_locked(&mut inner, offset);
-                    if let Err(e) = &result {
-                        self.fail(&mut inner, format!("restart at {offset} failed: {e}"));
-                    }
-                    return result;
-                }
+        self.when_idle(|inner| {
+            if offset < inner.next_offset {
+                return Err(inner.out_of_range(offset));
             }
-            if rx.changed().await.is_err() {
-                return Err(StorageError::Closed);
+            let result = self.restart_locked(inner, offset);
+            if let Err(e) = &result {
+                self.fail(inner, format!("restart at {offset} failed: {e}"));
             }
-        }
+            result
+        })
+        .await
     }
 
     fn restart_locked(&self, inner: &mut Inner, offset: u64) -> Result<()> {
