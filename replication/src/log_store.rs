@@ -306,7 +306,9 @@ impl LogStore {
                 // A purge to an installed snapshot recorded its log start
                 // and stopped before the log restarted there: finish it.
                 // Nothing is in flight at open, so it completes at once.
-                match shared.log.restart_at(a.offset).now_or_never() {
+                // The producer state the leader sent went with the
+                // crash (the state file does not keep it): none.
+                match shared.log.restart_at(a.offset, None).now_or_never() {
                     Some(result) => result?,
                     None => {
                         return Err(shared.mismatch(format!(
@@ -517,7 +519,7 @@ impl LogStore {
     /// after it starts at the log start, which the log holds or the
     /// snapshot at `id` names.
     async fn purge_entries(&self, id: LogId) -> Result<(), ReplicationError> {
-        let (next, drop, start, restart, delete) = {
+        let (next, drop, start, restart, delete, producers) = {
             let idx = self.shared.lock();
             if idx.state.purged.is_some_and(|p| p >= id) {
                 return Ok(());
@@ -557,23 +559,31 @@ impl LogStore {
             // Data is deleted only below a log start a snapshot names
             // (retention's purges); any other purge forgets entries only.
             let delete = snapshot.is_some();
+            let producers = snapshot.as_ref().and_then(|s| s.data.producers.clone());
+            let kept = snapshot.map(|mut s| {
+                s.data.producers = None;
+                s
+            });
             let next = PersistedState {
                 purged: Some(id),
                 anchor: Some(Anchor {
                     index: id.index + 1,
                     offset: start,
                 }),
-                snapshot: snapshot.or_else(|| idx.state.snapshot.clone()),
+                snapshot: kept.or_else(|| idx.state.snapshot.clone()),
                 ..idx.state.clone()
             };
-            (next, drop, start, restart, delete)
+            (next, drop, start, restart, delete, producers)
         };
         self.persist(next, |idx| {
             idx.slots.drain(..drop);
         })
         .await?;
         if restart {
-            self.shared.log.restart_at(start).await?;
+            self.shared
+                .log
+                .restart_at(start, producers.as_deref())
+                .await?;
             let mut idx = self.shared.lock();
             idx.slots.clear();
             idx.end_offset = start;
@@ -771,6 +781,12 @@ impl LogReader {
     /// snapshot naming the log start (retention's purges).
     pub(crate) fn purged_start(&self) -> Option<u64> {
         retention_start(&self.shared.lock().state)
+    }
+
+    /// The producer state the log's batches below `offset` left, as a
+    /// producer snapshot at `offset` (for a snapshot sent to a replica).
+    pub(crate) fn producer_snapshot_before(&self, offset: u64) -> Vec<u8> {
+        self.shared.log.producer_snapshot_before(offset)
     }
 
     /// The newest snapshot built or installed, or saved at the last purge.

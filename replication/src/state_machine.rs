@@ -226,8 +226,11 @@ impl RaftSnapshotBuilder<TypeConfig> for MetaSnapshotBuilder {
                 .last_applied
                 .and_then(|a| self.sm.reader.as_ref()?.end_offset_after(a.index))
                 .unwrap_or_else(|| *self.sm.log_start.borrow());
-            let data = PartitionSnapshot { log_start };
-            st.snapshot = Some((meta.clone(), data));
+            let data = PartitionSnapshot {
+                log_start,
+                producers: None,
+            };
+            st.snapshot = Some((meta.clone(), data.clone()));
             return Ok(Snapshot {
                 meta,
                 snapshot: data,
@@ -242,10 +245,13 @@ impl RaftSnapshotBuilder<TypeConfig> for MetaSnapshotBuilder {
             last_log_id: Some(target),
             last_membership,
         };
-        let data = PartitionSnapshot { log_start };
-        st.snapshot = Some((meta.clone(), data));
+        let data = PartitionSnapshot {
+            log_start,
+            producers: None,
+        };
+        st.snapshot = Some((meta.clone(), data.clone()));
         if let Some(r) = &self.sm.reader {
-            r.set_snapshot(meta.clone(), data);
+            r.set_snapshot(meta.clone(), data.clone());
         }
         Ok(Snapshot {
             meta,
@@ -335,12 +341,12 @@ impl RaftStateMachine<TypeConfig> for DataStateMachine {
             let mut st = self.lock();
             st.last_applied = meta.last_log_id;
             st.remember(meta.last_membership.clone());
-            st.snapshot = Some((meta.clone(), snapshot));
+            st.snapshot = Some((meta.clone(), snapshot.clone()));
         }
+        let start = snapshot.log_start;
         if let Some(r) = &self.reader {
             r.set_snapshot(meta.clone(), snapshot);
         }
-        let start = snapshot.log_start;
         self.log_start.send_if_modified(|cur| {
             let moved = start > *cur;
             if moved {
@@ -358,11 +364,15 @@ impl RaftStateMachine<TypeConfig> for DataStateMachine {
         Ok(())
     }
 
+    /// The snapshot to send a replica that lacks the purged entries, with
+    /// the producer state below its log start taken from the log now.
     async fn get_current_snapshot(&mut self) -> Result<Option<MetaSnapshot>, io::Error> {
-        Ok(self
-            .lock()
-            .snapshot
-            .clone()
-            .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+        let current = self.lock().snapshot.clone();
+        Ok(current.map(|(meta, mut snapshot)| {
+            if let Some(r) = &self.reader {
+                snapshot.producers = Some(r.producer_snapshot_before(snapshot.log_start));
+            }
+            Snapshot { meta, snapshot }
+        }))
     }
 }

@@ -54,11 +54,21 @@ pub type SnapshotMeta = openraft::SnapshotMeta<CommittedLeaderId, u64, BrokerNod
 /// What a data partition's snapshot holds besides openraft's metadata:
 /// the offset its log starts at, which is where the entry after the
 /// snapshot's last log id begins. A replica that installs the snapshot in
-/// place of entries it lacks starts its log, empty, there. (The producer
-/// state below that offset is not carried yet.)
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// place of entries it lacks starts its log, empty, there, with the
+/// producer state the leader's batches below that offset left
+/// (`producers`), so that as a leader it deduplicates an older producer's
+/// retries as the old leader did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionSnapshot {
     pub log_start: u64,
+    /// A producer snapshot (storage's snapshot file format) at
+    /// `log_start`: filled by the leader when it sends the snapshot, never
+    /// kept in the Raft state file (it is the leader's to give). Always
+    /// serialized (postcard is not self-describing: a skipped field would
+    /// shift the fields after it); `default` reads state files written
+    /// before it.
+    #[serde(default)]
+    pub producers: Option<Vec<u8>>,
 }
 
 /// A broker as a Raft member: where to reach it.

@@ -427,6 +427,20 @@ impl ProducerStateMap {
         removed
     }
 
+    /// This state as the log's batches below `offset` left it, as far as
+    /// it can tell: each producer keeps its batches below `offset`, and a
+    /// producer with none there is dropped (its batches from `offset` on
+    /// give it back, in order, to whoever replays them). What a replica
+    /// that restarts its log at `offset` is to start from.
+    pub fn before(&self, offset: u64) -> ProducerStateMap {
+        let mut state = self.clone();
+        state.entries.retain(|_, e| {
+            e.batches.retain(|b| b.base_offset < offset);
+            !e.batches.is_empty()
+        });
+        state
+    }
+
     /// The snapshot file's bytes for this state at `offset` (module docs).
     /// Producers are written in id order, so equal states give equal files.
     pub fn encode_snapshot(&self, offset: u64) -> Vec<u8> {
@@ -669,6 +683,34 @@ mod tests {
         }
         // A snapshot whose batches reach its own offset lies about it.
         assert!(ProducerStateMap::decode_snapshot(&map.encode_snapshot(5), 100, 1000).is_err());
+    }
+
+    #[test]
+    fn before_keeps_what_the_batches_below_the_offset_left() {
+        let mut map = ProducerStateMap::new(100, 1000);
+        map.record(&header(1, 0, 0, 3, 10), 0, 10);
+        map.record(&header(1, 0, 3, 2, 11), 3, 11);
+        map.record(&header(9, 4, 0, 1, 12), 5, 12);
+        let cut = map.before(3);
+        // Producer 1 keeps its first batch only; producer 9 had none below.
+        assert_eq!(cut.len(), 1);
+        let (epoch, batches) = cut.producer(1).expect("producer 1");
+        assert_eq!(epoch, 0);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].base_offset, 0);
+        assert!(cut.producer(9).is_none());
+        // Replaying the batches from the offset on gives the whole state.
+        let mut replayed = cut.clone();
+        replayed.record(&header(1, 0, 3, 2, 11), 3, 11);
+        replayed.record(&header(9, 4, 0, 1, 12), 5, 12);
+        let mut whole = map.clone();
+        // Timestamps aside (`before` keeps the newest), the same state.
+        whole.record(&header(1, 0, 5, 1, 13), 6, 13);
+        replayed.record(&header(1, 0, 5, 1, 13), 6, 13);
+        assert_eq!(replayed, whole);
+        // Nothing below the first batch: nobody.
+        assert!(map.before(0).is_empty());
+        assert_eq!(map.before(6), map);
     }
 
     #[test]

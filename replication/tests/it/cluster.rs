@@ -698,9 +698,38 @@ async fn cluster_a_follower_behind_the_log_start_restarts_its_log_there_from_a_s
     let lagging = *IDS.iter().find(|&&id| id != leader).expect("a follower");
     let old_end = c.members[&lagging].log.log_end_offset();
     let dir = c.stop(lagging).await;
+    // An idempotent producer whose batches all end up below the cut: the
+    // restarted replica must still know it, from the snapshot.
+    let mut last_of_producer = None;
+    for seq in 0..3 {
+        let b = BatchBuilder::new(Compression::None).with_producer(77, 0, seq * 2);
+        let mut b = b;
+        b.push(
+            1,
+            Some(b"p".as_slice()),
+            format!("p{seq}-0").as_bytes(),
+            &[],
+        );
+        b.push(
+            1,
+            Some(b"p".as_slice()),
+            format!("p{seq}-1").as_bytes(),
+            &[],
+        );
+        let bytes = b.finish().expect("valid batch");
+        let base = c.members[&leader]
+            .replica
+            .append(bytes.clone(), AppendWait::Committed)
+            .await
+            .expect("committed");
+        last_of_producer = Some((bytes, base));
+    }
+    let (retry, retry_base) = last_of_producer.expect("written");
+    let retry = BatchHeader::parse(&retry).expect("header");
     fill(&c, leader, 20, 300).await;
     let cut = c.members[&leader].log.retention_cut(now_ms());
     assert!(cut > old_end, "the cut passes the stopped follower's end");
+    assert!(cut > retry_base, "the producer's batches are below the cut");
     c.members[&leader]
         .replica
         .advance_log_start(cut)
@@ -729,9 +758,22 @@ async fn cluster_a_follower_behind_the_log_start_restarts_its_log_there_from_a_s
         batches_from(&c.members[&leader].log, cut, hw),
         "byte-identical from the log start"
     );
-    // And it keeps its place after one more restart.
+    let kept = |c: &Cluster| {
+        c.members[&lagging]
+            .log
+            .check_producer(&retry)
+            .expect("producer known")
+            .map(|k| k.base_offset)
+    };
+    assert_eq!(
+        kept(&c),
+        Some(retry_base),
+        "a retry of the producer's last batch is a duplicate on the restarted replica too"
+    );
+    // And it keeps its place, and its producers, after one more restart.
     let dir = c.stop(lagging).await;
     c.restart(lagging, dir).await;
     c.all_at(hw).await;
     assert_eq!(c.members[&lagging].replica.log_start(), cut);
+    assert_eq!(kept(&c), Some(retry_base));
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 
 use super::{wall_ms, Cut, Inner, PartitionLog};
 use crate::error::{Result, StorageError};
+use crate::producer_state::ProducerStateMap;
 use crate::producers;
 use crate::recovery::{self, RecoveryStats};
 use crate::segment::{read_header, Segment};
@@ -87,14 +88,34 @@ impl PartitionLog {
     /// must not be below the log end (Kafka's `truncateFullyAndStartAt`):
     /// a replica that was sent its leader's log start in place of the
     /// entries it lacked continues from there. Waits for in-flight writes
-    /// and syncs as [`PartitionLog::truncate_to`] does; the producer state
-    /// starts empty (what it held described batches now gone).
-    pub async fn restart_at(&self, offset: u64) -> Result<()> {
+    /// and syncs as [`PartitionLog::truncate_to`] does. The producer state
+    /// starts as `producers` says (a producer snapshot at `offset`, the
+    /// leader's [`PartitionLog::producer_snapshot_before`]), or empty: what
+    /// this log held described batches now gone. A snapshot that fails its
+    /// checks or names another offset is not used (logged).
+    pub async fn restart_at(&self, offset: u64, producers: Option<&[u8]>) -> Result<()> {
+        let state = producers.and_then(|bytes| {
+            match ProducerStateMap::decode_snapshot(
+                bytes,
+                self.config.producer_ids_max,
+                self.config.producer_id_expiration_ms,
+            ) {
+                Ok((at, state)) if at == offset => Some(state),
+                Ok((at, _)) => {
+                    tracing::warn!(dir = %self.dir.display(), offset, at, "producer snapshot for a restart names another offset; starting without it");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), offset, error = %e, "producer snapshot for a restart unreadable; starting without it");
+                    None
+                }
+            }
+        });
         self.when_idle(|inner| {
             if offset < inner.next_offset {
                 return Err(inner.out_of_range(offset));
             }
-            let result = self.restart_locked(inner, offset);
+            let result = self.restart_locked(inner, offset, state);
             if let Err(e) = &result {
                 self.fail(inner, format!("restart at {offset} failed: {e}"));
             }
@@ -103,7 +124,19 @@ impl PartitionLog {
         .await
     }
 
-    fn restart_locked(&self, inner: &mut Inner, offset: u64) -> Result<()> {
+    /// The producer state this log's batches below `offset` left, as a
+    /// snapshot at `offset` (see [`ProducerStateMap::before`]): for a
+    /// replica that restarts its log there.
+    pub fn producer_snapshot_before(&self, offset: u64) -> Vec<u8> {
+        self.lock().producers.before(offset).encode_snapshot(offset)
+    }
+
+    fn restart_locked(
+        &self,
+        inner: &mut Inner,
+        offset: u64,
+        producers: Option<ProducerStateMap>,
+    ) -> Result<()> {
         // The old segments go first: recovery wants contiguous segments,
         // so a crash between the two steps must not leave old ones and a
         // new one past their end. (The caller records the new start
@@ -119,6 +152,9 @@ impl PartitionLog {
         inner.written_end = offset;
         inner.durable_end = offset;
         producers::remove_all(&self.dir)?;
+        if let Some(state) = &producers {
+            producers::write_snapshot(&self.dir, state, offset, true)?;
+        }
         self.rebuild_producers(inner)?;
         self.backend
             .sync_dir(&self.dir)

@@ -323,10 +323,10 @@ fn log_retention_cut_delete_below_and_restart_at() {
         assert_eq!(log.segment_count(), 1, "never the active segment");
         let end = log.log_end_offset();
         assert!(
-            rt.block_on(log.restart_at(end - 1)).is_err(),
+            rt.block_on(log.restart_at(end - 1, None)).is_err(),
             "{name}: below the end"
         );
-        rt.block_on(log.restart_at(end + 100)).unwrap();
+        rt.block_on(log.restart_at(end + 100, None)).unwrap();
         assert_eq!(
             (
                 log.log_start_offset(),
