@@ -25,10 +25,15 @@
 //! under way takes the result of the next one that started after it asked.
 //! A refresh asked for because something failed (a leader refused a
 //! request, a connection broke) is paced: it starts no sooner than
-//! `retry_backoff` after the previous refresh, and that pause doubles after
-//! every refresh that did not help (it failed, or left a partition of a
-//! used topic without a leader) up to `retry_backoff_max` (Kafka's
-//! `retry.backoff.ms` and `retry.backoff.max.ms`). A topic used for the
+//! `retry_backoff` after the previous refresh; after
+//! [`FAST_REFRESHES`] refreshes in a row that did not help (one failed,
+//! or left a partition of a used topic without a leader) that pause
+//! doubles with each further one, up to `retry_backoff_max` (Kafka's
+//! `retry.backoff.ms` and `retry.backoff.max.ms`). The first ones stay
+//! fast because a leader election, the usual reason, takes a few hundred
+//! milliseconds: doubling from the first would find the new leader up to
+//! half a second late (librdkafka's fast leader query does the same). A
+//! topic used for the
 //! first time is looked up at once. Every refresh is logged (debug) with
 //! its reason.
 //!
@@ -48,6 +53,10 @@ use tracing::debug;
 
 use crate::connection::{BrokerLink, Connection, ConnectionConfig};
 use crate::error::{ClientError, Result};
+
+/// Unhelpful refreshes in a row paced at `retry_backoff` before the pause
+/// starts doubling (module docs): a second at the default 100 ms.
+pub(crate) const FAST_REFRESHES: u32 = 10;
 
 /// Which of a node's links a request travels on. A consumer's long-polling
 /// fetches get their own, so a ListOffsets never waits behind one
@@ -397,8 +406,9 @@ impl Cluster {
 
     /// The pause before a paced refresh after `unhelpful` unhelpful ones.
     fn pause(&self, unhelpful: u32) -> Duration {
+        let doublings = unhelpful.saturating_sub(FAST_REFRESHES).min(16);
         self.retry_backoff
-            .saturating_mul(1 << unhelpful.min(16))
+            .saturating_mul(1 << doublings)
             .min(self.retry_backoff_max)
     }
 

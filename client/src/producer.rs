@@ -66,7 +66,8 @@
 //! `NotLeaderOrFollower`, `LeaderNotAvailable`, `FencedLeaderEpoch`,
 //! `NotEnoughReplicas`, `RequestTimedOut`, `UnknownTopicOrPartition` or a
 //! broken connection, the producer asks for a metadata refresh (paced:
-//! `retry_backoff` growing to `retry_backoff_max`) and the batch takes the
+//! `retry_backoff`, growing to `retry_backoff_max` after ten in a row) and
+//! the batch takes the
 //! ordinary resend path above: same producer id, epoch and sequence, same
 //! order, after the partition's other requests are answered. The first
 //! four codes also make it forget the leader, so the resend waits for the
@@ -127,8 +128,15 @@ pub const BUFFER_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
 /// `delivery_timeout` bounds retrying in time instead.
 pub const RETRIES_DEFAULT: u32 = u32::MAX;
 /// Default pause before the first retry (Kafka's `retry.backoff.ms`); it
-/// doubles with each further attempt up to [`RETRY_BACKOFF_MAX_DEFAULT`].
+/// doubles with each attempt after the first [`FAST_RETRIES`] up to
+/// [`RETRY_BACKOFF_MAX_DEFAULT`].
 pub const RETRY_BACKOFF_DEFAULT: Duration = Duration::from_millis(100);
+/// Attempts of a batch retried `retry_backoff` apart before the pause
+/// starts doubling. A failover, the usual reason for retries in a
+/// cluster, takes a few hundred milliseconds, and each failed attempt asks
+/// for the new leader: pauses doubling from the first would find it up to
+/// half a second late.
+pub const FAST_RETRIES: u32 = 10;
 /// Longest pause between retries (Kafka's `retry.backoff.max.ms`).
 pub const RETRY_BACKOFF_MAX_DEFAULT: Duration = Duration::from_secs(1);
 /// Default longest a `send` waits for a topic's metadata (Kafka's
@@ -193,7 +201,8 @@ pub struct ProducerConfig {
     pub buffer_bytes_max: usize,
     /// Attempts of a batch before it fails, on top of `delivery_timeout`.
     pub retries: u32,
-    /// Pause before the first resend; doubles up to `retry_backoff_max`.
+    /// Pause before the first resend; after [`FAST_RETRIES`] attempts it
+    /// doubles up to `retry_backoff_max`.
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
     /// A batch not acknowledged this long after its creation fails (its
@@ -942,10 +951,10 @@ impl Inner {
         }
     }
 
-    /// The pause before attempt `attempt + 1`: doubling from
-    /// `retry_backoff` up to `retry_backoff_max`.
+    /// The pause before attempt `attempt + 1`: `retry_backoff` for the
+    /// first [`FAST_RETRIES`], then doubling up to `retry_backoff_max`.
     fn backoff(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(16);
+        let doublings = attempt.saturating_sub(FAST_RETRIES).min(16);
         self.config
             .retry_backoff
             .saturating_mul(1 << doublings)
