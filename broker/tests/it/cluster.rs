@@ -725,3 +725,58 @@ async fn cluster_retention_by_size_on_a_replicated_topic_deletes_old_segments_on
     }
     cluster.shutdown().await;
 }
+
+// The controller's metadata outlives its leader: with the broker leading
+// the controller group stopped, the other two elect a new controller
+// leader, a topic created through either of them reaches both (with the
+// topics from before), and the old one, back, learns what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_controller_metadata_survives_its_leaders_loss() {
+    let mut cluster = TestCluster::start().await;
+    let controller = await_metadata(&cluster, 1, None, "three registered brokers", |m| {
+        let c = u32::try_from(m.controller_id).ok()?;
+        (m.brokers.len() == 3 && c > 0).then_some(c)
+    })
+    .await;
+    let mut admin = cluster.client(controller).await;
+    assert_eq!(
+        create(&mut admin, "before", 2, 3).await.error,
+        ErrorCode::None
+    );
+    drop(admin);
+    cluster.stop(controller).await;
+    let survivors: Vec<u32> = IDS.iter().copied().filter(|id| *id != controller).collect();
+    for id in &survivors {
+        await_metadata(&cluster, *id, None, "a new controller leader", |m| {
+            let c = u32::try_from(m.controller_id).ok()?;
+            (c > 0 && c != controller).then_some(())
+        })
+        .await;
+    }
+    let mut admin = cluster.client(survivors[1]).await;
+    assert_eq!(
+        create(&mut admin, "after", 1, 3).await.error,
+        ErrorCode::None
+    );
+    // The asked topic is known, with its partitions.
+    let known = |partitions: usize| {
+        move |m: &MetadataResponse| {
+            let t = m.topics.first()?;
+            (t.error == ErrorCode::None && t.partitions.len() == partitions).then_some(())
+        }
+    };
+    for id in &survivors {
+        await_metadata(&cluster, *id, Some("before"), "the old topic", known(2)).await;
+        await_metadata(&cluster, *id, Some("after"), "the new topic", known(1)).await;
+    }
+    cluster.restart(controller).await;
+    await_metadata(
+        &cluster,
+        controller,
+        Some("after"),
+        "the topic created while it was down",
+        known(1),
+    )
+    .await;
+    cluster.shutdown().await;
+}
