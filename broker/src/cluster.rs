@@ -517,10 +517,10 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::NoController(e.to_string()))?;
         let index = applied.log_index;
-        let mut reconciled = self.reconciled.subscribe();
+        let mut metadata = self.metadata.clone();
         tokio::time::timeout(
             CONTROLLER_WRITE_TIMEOUT,
-            reconciled.wait_for(|r| *r >= index),
+            metadata.wait_for(|m| m.applied >= index),
         )
         .await
         .map_err(|_| {
@@ -529,6 +529,24 @@ impl Cluster {
             ))
         })?
         .map_err(|_| ClusterError::NoController("the broker is stopping".into()))?;
+        // Committed and in this broker's metadata: done. Opening what it
+        // hosts (a topic's partitions) usually follows within the wait
+        // below; a large topic may take longer, and its partitions then
+        // answer `LeaderNotAvailable`/`UnknownTopicOrPartition` (retriable)
+        // until they are open, as after Kafka's CreateTopics.
+        let mut reconciled = self.reconciled.subscribe();
+        if tokio::time::timeout(
+            CONTROLLER_WRITE_TIMEOUT,
+            reconciled.wait_for(|r| *r >= index),
+        )
+        .await
+        .is_err()
+        {
+            tracing::info!(
+                index,
+                "controller entry applied; this broker is still opening what it changes"
+            );
+        }
         Ok(index)
     }
 

@@ -783,6 +783,11 @@ impl LogReader {
         retention_start(&self.shared.lock().state)
     }
 
+    /// The id of the last entry of the log (or the last purged one).
+    pub fn last_log_id(&self) -> Option<LogId> {
+        self.shared.lock().last_log_id()
+    }
+
     /// The producer state the log's batches below `offset` left, as a
     /// producer snapshot at `offset` (for a snapshot sent to a replica).
     pub(crate) fn producer_snapshot_before(&self, offset: u64) -> Vec<u8> {

@@ -75,6 +75,7 @@ use rill_protocol::peer::{GroupId, PeerRpc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::log_store::LogReader;
 use crate::state_machine::DataStateMachine;
 use crate::transport::{PeerClient, PeerHandler, TransportError};
 use crate::types::{
@@ -370,7 +371,9 @@ pub type PartitionRaft = Raft<TypeConfig, DataStateMachine>;
 /// "A leader's death").
 #[derive(Debug)]
 pub struct RaftRouter {
-    groups: RwLock<HashMap<GroupId, PartitionRaft>>,
+    /// Each group's Raft, and its log's reader (for its last log id: what
+    /// a vote is judged on).
+    groups: RwLock<HashMap<GroupId, (PartitionRaft, LogReader)>>,
     /// Per peer node: its connections to this one that are open, and
     /// whether the last of them has ended since it connected.
     peers: Arc<Mutex<HashMap<u64, PeerLink>>>,
@@ -410,7 +413,7 @@ impl RaftRouter {
     pub fn transferring(&self, group: GroupId, to: u64) {
         let term = read(&self.groups)
             .get(&group)
-            .map(|raft| raft.metrics().borrow_watched().current_term);
+            .map(|(raft, _)| raft.metrics().borrow_watched().current_term);
         if let Some(term) = term {
             lock(&self.transfers).insert(group, (to, term));
         }
@@ -434,7 +437,7 @@ impl RaftRouter {
             to_node
         };
         for (group, term) in groups {
-            let Some(raft) = read(&self.groups).get(&group).cloned() else {
+            let Some(raft) = read(&self.groups).get(&group).map(|(r, _)| r.clone()) else {
                 continue;
             };
             let other = {
@@ -480,9 +483,9 @@ impl RaftRouter {
     /// once and the next only if, one heartbeat later, nobody has asked
     /// for its vote (the first one's log was behind its own, say).
     fn elect_without(&self, node: u64) {
-        let followed: Vec<(GroupId, PartitionRaft, usize)> = read(&self.groups)
+        let followed: Vec<(GroupId, PartitionRaft, LogReader, usize)> = read(&self.groups)
             .iter()
-            .filter_map(|(group, raft)| {
+            .filter_map(|(group, (raft, log))| {
                 let m = raft.metrics();
                 let m = m.borrow_watched();
                 if m.current_leader != Some(node) || m.state != ServerState::Follower {
@@ -496,10 +499,10 @@ impl RaftRouter {
                     .collect();
                 left.sort_by_key(|&v| campaign_order(group, v));
                 let rank = left.iter().position(|&v| v == m.id)?;
-                Some((group.clone(), raft.clone(), rank))
+                Some((group.clone(), raft.clone(), log.clone(), rank))
             })
             .collect();
-        for (group, raft, rank) in followed {
+        for (group, raft, log, rank) in followed {
             let pause = self.pause(&group, rank);
             let peers = Arc::clone(&self.peers);
             let clients = Arc::clone(&self.clients);
@@ -513,7 +516,7 @@ impl RaftRouter {
                 if !still || !gone(&peers, node) {
                     return;
                 }
-                if !would_win(&raft, &group, node, &clients).await {
+                if !would_win(&raft, &log, &group, node, &clients).await {
                     tracing::debug!(
                         ?group,
                         leader = node,
@@ -551,13 +554,13 @@ impl RaftRouter {
         ranked + Duration::from_micros(h.finish() % quarter)
     }
 
-    pub fn insert(&self, group: GroupId, raft: PartitionRaft) {
-        write(&self.groups).insert(group, raft);
+    pub fn insert(&self, group: GroupId, raft: PartitionRaft, log: LogReader) {
+        write(&self.groups).insert(group, (raft, log));
     }
 
     pub fn remove(&self, group: &GroupId) -> Option<PartitionRaft> {
         lock(&self.transfers).remove(group);
-        write(&self.groups).remove(group)
+        write(&self.groups).remove(group).map(|(raft, _)| raft)
     }
 
     /// Forgets every group (at shutdown, so no handle outlives its log).
@@ -573,6 +576,7 @@ impl RaftRouter {
 /// turn and the group waits out election timeouts.
 async fn would_win(
     raft: &PartitionRaft,
+    log: &LogReader,
     group: &GroupId,
     gone: u64,
     clients: &Arc<PeerClients>,
@@ -583,7 +587,7 @@ async fn would_win(
         let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
         let rpc = VoteRequest {
             vote: Vote::new(m.current_term + 1, m.id),
-            last_log_id: m.log_id_list.last().cloned(),
+            last_log_id: log.last_log_id(),
             leadership_transfer: true,
         };
         (m.id, rpc, voters)
@@ -621,11 +625,12 @@ async fn would_win(
 /// and its term is new to it, whatever the lost leader's lease.
 fn pre_vote_without_leader(
     raft: &PartitionRaft,
+    log: &LogReader,
     rpc: &VoteRequest<TypeConfig>,
 ) -> VoteResponse<TypeConfig> {
+    let last = log.last_log_id();
     let m = raft.metrics();
     let m = m.borrow_watched();
-    let last = m.log_id_list.last().cloned();
     let granted = m.state != ServerState::Leader
         && rpc.vote.leader_id().term > m.current_term
         && rpc.last_log_id >= last;
@@ -670,13 +675,13 @@ impl PeerHandler for RaftRouter {
         rpc: PeerRpc,
         payload: Bytes,
     ) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send + 'static>> {
-        let raft = read(&self.groups).get(&group).cloned();
-        let leader_gone = raft.as_ref().is_some_and(|raft| {
+        let found = read(&self.groups).get(&group).cloned();
+        let leader_gone = found.as_ref().is_some_and(|(raft, _)| {
             let leader = raft.metrics().borrow_watched().current_leader;
             leader.is_some_and(|l| l != from && self.peer_gone(l))
         });
         Box::pin(async move {
-            let Some(raft) = raft else {
+            let Some((raft, log)) = found else {
                 return Err(format!(
                     "this broker hosts no replica of {group:?} (asked by node {from})"
                 ));
@@ -698,7 +703,7 @@ impl PeerHandler for RaftRouter {
                     if m.pre && leader_gone {
                         answer(
                             "pre-vote",
-                            Ok::<_, String>(pre_vote_without_leader(&raft, &m.rpc)),
+                            Ok::<_, String>(pre_vote_without_leader(&raft, &log, &m.rpc)),
                         )
                     } else if m.pre {
                         answer("pre-vote", raft.pre_vote(m.rpc).await)

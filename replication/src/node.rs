@@ -207,6 +207,7 @@ impl ReplicationNode {
         let fresh = store.is_empty();
         let committed = store.committed();
         let waiters = store.append_waiters();
+        let store_reader = store.reader();
         let mut sm = DataStateMachine::for_log(store.reader(), committed, floor);
         if let Some(hook) = on_apply {
             sm = sm.with_apply_hook(hook);
@@ -218,8 +219,8 @@ impl ReplicationNode {
         let raft = PartitionRaft::new(self.id, Arc::clone(&self.raft_config), network, store, sm)
             .await
             .map_err(|e| ReplicationError::Raft(e.to_string()))?;
-        self.router.insert(group.clone(), raft.clone());
-        count_elections_won(&raft);
+        self.router
+            .insert(group.clone(), raft.clone(), store_reader);
         tokio::spawn(purge_on_log_start(
             group.clone(),
             raft.clone(),
@@ -342,27 +343,6 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Counts the elections this broker wins in all its groups.
-pub const LEADER_ELECTIONS_WON_TOTAL: &str = "rill_leader_elections_won_total";
-
-/// Counts each time `raft` becomes its group's leader, until it stops.
-fn count_elections_won(raft: &PartitionRaft) {
-    let mut metrics = raft.metrics();
-    tokio::spawn(async move {
-        let mut leading = false;
-        loop {
-            let now = metrics.borrow_watched().state == ServerState::Leader;
-            if now && !leading {
-                ::metrics::counter!(LEADER_ELECTIONS_WON_TOTAL).increment(1);
-            }
-            leading = now;
-            if metrics.changed().await.is_err() {
-                return;
-            }
-        }
-    });
 }
 
 fn duration_ms(d: Duration) -> u64 {
