@@ -328,13 +328,7 @@ async fn cluster_a_follower_refuses_writes_and_names_the_leader() {
 async fn cluster_failover_keeps_every_committed_write_and_a_restarted_replica_catches_up() {
     let mut c = Cluster::start().await;
     let first = c.leader().await;
-    for seed in 0..20 {
-        c.members[&first]
-            .replica
-            .append(batch(seed, 2), AppendWait::Committed)
-            .await
-            .expect("committed");
-    }
+    commit(&c, first, 0..20, 2).await;
     let committed = data_values(
         &c.members[&first].log,
         c.members[&first].log.log_end_offset(),
@@ -343,13 +337,7 @@ async fn cluster_failover_keeps_every_committed_write_and_a_restarted_replica_ca
     let second = c.leader().await;
     assert_ne!(second, first);
     let term = c.members[&second].replica.status().term;
-    for seed in 20..40 {
-        c.members[&second]
-            .replica
-            .append(batch(seed, 2), AppendWait::Committed)
-            .await
-            .expect("committed by the new leader");
-    }
+    commit(&c, second, 20..40, 2).await;
     c.restart(first, dir).await;
     let hw = c.members[&second].log.log_end_offset();
     c.all_at(hw).await;
@@ -453,13 +441,7 @@ async fn cluster_leadership_moves_to_the_replica_it_is_handed_to() {
 async fn cluster_a_wiped_replica_is_rebuilt_from_the_leader() {
     let mut c = Cluster::start().await;
     let leader = c.leader().await;
-    for seed in 0..30 {
-        c.members[&leader]
-            .replica
-            .append(batch(seed, 4), AppendWait::Committed)
-            .await
-            .expect("committed");
-    }
+    commit(&c, leader, 0..30, 4).await;
     let victim = *IDS.iter().find(|&&id| id != leader).expect("a follower");
     let dir = c.stop(victim).await;
     std::fs::remove_dir_all(&dir).expect("wipe");
@@ -478,13 +460,7 @@ async fn cluster_a_wiped_replica_is_rebuilt_from_the_leader() {
 async fn cluster_a_deposed_leaders_uncommitted_suffix_is_truncated_on_return() {
     let mut c = Cluster::start().await;
     let old = c.leader().await;
-    for seed in 0..10 {
-        c.members[&old]
-            .replica
-            .append(batch(seed, 2), AppendWait::Committed)
-            .await
-            .expect("committed");
-    }
+    commit(&c, old, 0..10, 2).await;
     let committed_end = c.members[&old].log.log_end_offset();
     c.all_at(committed_end).await;
     // Cut the leader's messages to its followers: what it appends now
@@ -508,13 +484,7 @@ async fn cluster_a_deposed_leaders_uncommitted_suffix_is_truncated_on_return() {
     );
     let dir = c.stop(old).await;
     let new = c.leader().await;
-    for seed in 200..210 {
-        c.members[&new]
-            .replica
-            .append(batch(seed, 2), AppendWait::Committed)
-            .await
-            .expect("committed by the majority");
-    }
+    commit(&c, new, 200..210, 2).await;
     c.restart(old, dir).await;
     let hw = c.members[&new].log.log_end_offset();
     c.all_at(hw).await;
@@ -551,13 +521,7 @@ fn syncs(c: &Cluster) -> BTreeMap<u64, u64> {
 /// meanwhile.
 async fn syncs_during_sequential_commits(c: &Cluster, leader: u64, count: u64) -> Vec<u64> {
     let before = syncs(c);
-    for seed in 0..count {
-        c.members[&leader]
-            .replica
-            .append(batch(seed, 2), AppendWait::Committed)
-            .await
-            .expect("committed");
-    }
+    commit(c, leader, 0..count, 2).await;
     let hw = c.members[&leader].log.log_end_offset();
     c.all_at(hw).await;
     let after = syncs(c);
@@ -624,12 +588,13 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Appends `n` committed batches from seed `from` through `leader`.
-async fn fill(c: &Cluster, leader: u64, from: u64, n: u64) {
-    for seed in from..from + n {
+/// Appends one committed batch of `records` records per seed in `seeds`
+/// through `leader`, each after the previous one's commit.
+async fn commit(c: &Cluster, leader: u64, seeds: std::ops::Range<u64>, records: usize) {
+    for seed in seeds {
         c.members[&leader]
             .replica
-            .append(batch(seed, 4), AppendWait::Committed)
+            .append(batch(seed, records), AppendWait::Committed)
             .await
             .expect("committed");
     }
@@ -639,7 +604,7 @@ async fn fill(c: &Cluster, leader: u64, from: u64, n: u64) {
 async fn cluster_retention_log_start_is_replicated_and_every_replica_deletes_below_it() {
     let mut c = Cluster::start().await;
     let leader = c.leader().await;
-    fill(&c, leader, 0, 300).await;
+    commit(&c, leader, 0..300, 4).await;
     let hw = c.members[&leader].log.log_end_offset();
     c.all_at(hw).await;
     let cut = c.members[&leader].log.retention_cut(now_ms());
@@ -677,7 +642,7 @@ async fn cluster_retention_log_start_is_replicated_and_every_replica_deletes_bel
     let follower = *IDS.iter().find(|&&id| id != leader).expect("a follower");
     let dir = c.stop(follower).await;
     c.restart(follower, dir).await;
-    fill(&c, leader, 300, 20).await;
+    commit(&c, leader, 300..320, 4).await;
     let hw = c.members[&leader].log.log_end_offset();
     c.all_at(hw).await;
     assert_eq!(c.members[&follower].replica.log_start(), cut);
@@ -692,7 +657,7 @@ async fn cluster_retention_log_start_is_replicated_and_every_replica_deletes_bel
 async fn cluster_a_follower_behind_the_log_start_restarts_its_log_there_from_a_snapshot() {
     let mut c = Cluster::start().await;
     let leader = c.leader().await;
-    fill(&c, leader, 0, 20).await;
+    commit(&c, leader, 0..20, 4).await;
     let hw = c.members[&leader].log.log_end_offset();
     c.all_at(hw).await;
     let lagging = *IDS.iter().find(|&&id| id != leader).expect("a follower");
@@ -726,7 +691,7 @@ async fn cluster_a_follower_behind_the_log_start_restarts_its_log_there_from_a_s
     }
     let (retry, retry_base) = last_of_producer.expect("written");
     let retry = BatchHeader::parse(&retry).expect("header");
-    fill(&c, leader, 20, 300).await;
+    commit(&c, leader, 20..320, 4).await;
     let cut = c.members[&leader].log.retention_cut(now_ms());
     assert!(cut > old_end, "the cut passes the stopped follower's end");
     assert!(cut > retry_base, "the producer's batches are below the cut");
@@ -742,7 +707,7 @@ async fn cluster_a_follower_behind_the_log_start_restarts_its_log_there_from_a_s
         .await;
     }
     c.restart(lagging, dir).await;
-    fill(&c, leader, 320, 5).await;
+    commit(&c, leader, 320..325, 4).await;
     let hw = c.members[&leader].log.log_end_offset();
     c.all_at(hw).await;
     let m = &c.members[&lagging];
