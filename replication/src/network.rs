@@ -122,7 +122,11 @@ struct CodecError {
 }
 
 fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Bytes, CodecError> {
-    postcard::to_allocvec(value)
+    // Sized first (a walk that copies nothing), so an append of a MiB of
+    // batches is written into one allocation, not a doubling series.
+    let size = postcard::experimental::serialized_size(value)
+        .map_err(|source| CodecError { what, source })?;
+    postcard::to_extend(value, Vec::with_capacity(size))
         .map(Bytes::from)
         .map_err(|source| CodecError { what, source })
 }

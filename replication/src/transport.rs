@@ -132,6 +132,13 @@ enum ReadError {
 /// Reads one frame. The body buffer grows as bytes arrive (`take` +
 /// `read_to_end`), so a hostile length prefix under the limit costs only
 /// the bytes actually sent.
+/// The most a frame's declared length reserves before its bytes arrive;
+/// a larger frame grows its buffer as it is read. An append's byte cap
+/// plus room for its message fields, so appends arrive into one
+/// allocation; a peer lying about a length before its hello reserves no
+/// more than this.
+const READ_PREALLOC_BYTES: usize = rill_protocol::limits::PEER_APPEND_BYTES_MAX + (1 << 20);
+
 async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<PeerFrame, ReadError> {
     let mut prefix = [0u8; PEER_LENGTH_PREFIX_BYTES];
     match reader.read_exact(&mut prefix).await {
@@ -140,7 +147,9 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<PeerFrame, R
         Err(e) => return Err(ReadError::Io(e)),
     }
     let len = decode_peer_frame_length(prefix, PEER_FRAME_BYTES_MAX).map_err(ReadError::Frame)?;
-    let mut body = Vec::new();
+    // Room for the whole frame at once (no doubling copies) up to a cap: a
+    // length is only a claim until the bytes arrive.
+    let mut body = Vec::with_capacity(len.min(READ_PREALLOC_BYTES));
     let want = u64::try_from(len).unwrap_or(u64::MAX);
     reader
         .take(want)
