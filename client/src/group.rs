@@ -454,14 +454,7 @@ impl GroupConsumer {
     pub async fn commit(&mut self) -> Result<()> {
         self.ensure_open()?;
         let offsets = self.positions(self.owned.iter());
-        commit_offsets(
-            &self.control,
-            &self.shared,
-            &self.config.group_id,
-            offsets,
-            self.config.request_timeout,
-        )
-        .await
+        self.commit_offsets(offsets).await
     }
 
     /// Starts committing the position of every held partition; the handle

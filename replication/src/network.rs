@@ -680,10 +680,13 @@ impl PeerHandler for RaftRouter {
         payload: Bytes,
     ) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send + 'static>> {
         let found = read(&self.groups).get(&group).cloned();
-        let leader_gone = found.as_ref().is_some_and(|(raft, _)| {
-            let leader = raft.metrics().borrow_watched().current_leader;
-            leader.is_some_and(|l| l != from && self.peer_gone(l))
-        });
+        // Only a vote is judged by whether this group's leader is gone:
+        // appends and heartbeats, the bulk of the traffic, skip the look.
+        let leader_gone = rpc == PeerRpc::Vote
+            && found.as_ref().is_some_and(|(raft, _)| {
+                let leader = raft.metrics().borrow_watched().current_leader;
+                leader.is_some_and(|l| l != from && self.peer_gone(l))
+            });
         Box::pin(async move {
             let Some((raft, log)) = found else {
                 return Err(format!(

@@ -16,8 +16,7 @@ use rill_protocol::wire::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeletableGroupResult,
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
     DescribedGroup, DescribedGroupMember, DescribedGroupOffset, ErrorCode, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsResponse, ListedGroup, OffsetCommitPartitionResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopicResponse,
+    LeaveGroupResponse, ListGroupsResponse, ListedGroup, OffsetCommitRequest, OffsetCommitResponse,
     OffsetFetchPartitionResponse, OffsetFetchRequest, OffsetFetchResponse,
     OffsetFetchTopicResponse, ResetOffsetsRequest, ResetOffsetsResponse, ResetPartitionResult,
     ResetSpec, TopicPartitions, NO_COMMITTED_OFFSET, NO_OFFSET,
@@ -232,26 +231,12 @@ impl GroupCoordinator {
                 codes.insert((topic.clone(), *partition), code);
             }
         }
-        OffsetCommitResponse {
-            topics: req
-                .topics
-                .iter()
-                .map(|t| OffsetCommitTopicResponse {
-                    name: t.name.clone(),
-                    partitions: t
-                        .partitions
-                        .iter()
-                        .map(|p| OffsetCommitPartitionResponse {
-                            partition: p.partition,
-                            error: codes
-                                .get(&(t.name.clone(), p.partition))
-                                .copied()
-                                .unwrap_or(ErrorCode::None),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
+        OffsetCommitResponse::answering(&req, |topic, partition| {
+            codes
+                .get(&(topic.to_owned(), partition))
+                .copied()
+                .unwrap_or(ErrorCode::None)
+        })
     }
 
     /// OffsetFetch: [`NO_COMMITTED_OFFSET`] where nothing was committed

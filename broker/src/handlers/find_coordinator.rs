@@ -21,9 +21,9 @@
 use rill_protocol::wire::{
     ConsumerGroupHeartbeatResponse, DeletableGroupResult, DeleteGroupsResponse,
     DescribeGroupsResponse, DescribedGroup, ErrorCode, FindCoordinatorRequest,
-    FindCoordinatorResponse, LeaveGroupResponse, ListGroupsResponse, OffsetCommitPartitionResponse,
-    OffsetCommitResponse, OffsetCommitTopicResponse, OffsetFetchResponse, Request,
-    ResetOffsetsResponse, Response, COORDINATOR_KEY_GROUP, NO_NODE_ID,
+    FindCoordinatorResponse, LeaveGroupResponse, ListGroupsResponse, OffsetCommitResponse,
+    OffsetFetchResponse, Request, ResetOffsetsResponse, Response, COORDINATOR_KEY_GROUP,
+    NO_NODE_ID,
 };
 
 use super::count_error;
@@ -140,23 +140,9 @@ pub(crate) fn not_coordinator(request: &Request, error: ErrorCode) -> Option<Res
             })
         }
         Request::LeaveGroup(_) => Response::LeaveGroup(LeaveGroupResponse { error }),
-        Request::OffsetCommit(r) => Response::OffsetCommit(OffsetCommitResponse {
-            topics: r
-                .topics
-                .iter()
-                .map(|t| OffsetCommitTopicResponse {
-                    name: t.name.clone(),
-                    partitions: t
-                        .partitions
-                        .iter()
-                        .map(|p| OffsetCommitPartitionResponse {
-                            partition: p.partition,
-                            error,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }),
+        Request::OffsetCommit(r) => {
+            Response::OffsetCommit(OffsetCommitResponse::answering(r, |_, _| error))
+        }
         Request::OffsetFetch(_) => Response::OffsetFetch(OffsetFetchResponse {
             error,
             topics: Vec::new(),

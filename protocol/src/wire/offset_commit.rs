@@ -54,6 +54,33 @@ pub struct OffsetCommitPartitionResponse {
     pub error: ErrorCode,
 }
 
+impl OffsetCommitResponse {
+    /// The answer to `request`: one entry per partition it named, in its
+    /// order, with the code `code(topic, partition)` gives.
+    pub fn answering(
+        request: &OffsetCommitRequest,
+        mut code: impl FnMut(&str, u32) -> ErrorCode,
+    ) -> Self {
+        OffsetCommitResponse {
+            topics: request
+                .topics
+                .iter()
+                .map(|t| OffsetCommitTopicResponse {
+                    name: t.name.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| OffsetCommitPartitionResponse {
+                            partition: p.partition,
+                            error: code(&t.name, p.partition),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Encode for OffsetCommitPartition {
     fn encode_to<S: Sink>(&self, e: &mut Encoder<'_, S>) {
         e.u32(self.partition);
