@@ -267,11 +267,14 @@ fn segment_file(dir: &Path, topic: &str) -> Vec<u8> {
 async fn cluster_replicates_writes_survives_its_leaders_loss_and_catches_up_a_returning_broker() {
     let mut cluster = TestCluster::start().await;
     // Every broker registers with the controller before topics can be
-    // spread over them.
-    await_metadata(&cluster, 1, None, "three registered brokers", |m| {
-        (m.brokers.len() == 3 && m.controller_id > 0).then_some(())
-    })
-    .await;
+    // spread over them, and each has applied the registrations (topics are
+    // created through broker 2 below).
+    for id in IDS {
+        await_metadata(&cluster, id, None, "three registered brokers", |m| {
+            (m.brokers.len() == 3 && m.controller_id > 0).then_some(())
+        })
+        .await;
+    }
     // Producer ids come in blocks from the controller: no two brokers hand
     // out one id, and any broker bumps the epoch of an id another gave.
     let mut ids = std::collections::BTreeSet::new();
@@ -573,7 +576,9 @@ async fn create_with_configs(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_written_mode_topic_takes_acks_all_writes_and_replicates_them_byte_for_byte() {
     let cluster = TestCluster::start().await;
-    await_metadata(&cluster, 1, None, "three registered brokers", |m| {
+    // The broker the topics are created through must have applied the
+    // registrations itself (it validates the factor against them).
+    await_metadata(&cluster, 2, None, "three registered brokers", |m| {
         (m.brokers.len() == 3 && m.controller_id > 0).then_some(())
     })
     .await;
